@@ -1,0 +1,138 @@
+"""Inference form of MemNet with BatchNorm folded where the algebra allows.
+
+MemNet is pre-activated (BN -> ReLU -> conv), so a BN can be folded only into
+a conv whose output feeds that BN and nothing else. In a recursion
+
+    t = conv_a(ReLU(bn_a[r](h)));  h = h + conv_b(ReLU(bn_b[r](t)))
+
+``bn_b[r]`` is such a BN: it is folded into a per-recursion copy of the shared
+``conv_a`` (W' = W * s, b' = b * s + t with s = gamma / sqrt(var + eps),
+t = beta - mean * s). Every other BN acts on a tensor that also feeds a
+residual sum or a later gate, so it stays, as a precomputed per-channel affine
+(scale, shift) applied right before its ReLU. The gate is evaluated part by
+part (never concatenated). ``fuse_memnet(model)`` returns an ``nn.Module`` with
+the same ``forward`` contract as the eval-mode model.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .memnet import MemNet
+
+
+def _affine_of(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    """(scale, shift) so that bn(x) == x * scale + shift in eval mode."""
+    with torch.no_grad():
+        scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias - bn.running_mean * scale
+    return scale.detach().clone(), shift.detach().clone()
+
+
+def _fold_bn_after_conv(conv: nn.Conv2d, bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
+    scale, shift = _affine_of(bn)
+    with torch.no_grad():
+        w = conv.weight * scale.view(-1, 1, 1, 1)
+        b = conv.bias * scale + shift
+    return w.detach().clone(), b.detach().clone()
+
+
+def _act(x: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
+    """ReLU(x * scale + shift), per channel."""
+    return F.relu(torch.addcmul(shift.view(1, -1, 1, 1), x, scale.view(1, -1, 1, 1)))
+
+
+class FusedMemNet(nn.Module):
+    architecture = "memnet"
+
+    def __init__(self, model: MemNet):
+        super().__init__()
+        self.config = model.config
+        cfg = model.config
+        p = nn.ParameterList
+        def par(t):
+            return nn.Parameter(t, requires_grad=False)
+
+        s, t = _affine_of(model.extract[0])
+        self.ext = p([par(s), par(t), par(model.extract[2].weight.detach().clone()),
+                      par(model.extract[2].bias.detach().clone())])
+        self.blocks_params = nn.ModuleList()
+        for block in model.blocks:
+            rec, gate = block.recursive, block.gate
+            bp = nn.Module()
+            bp.a_affine = p()
+            bp.conv_a = p()
+            for r in range(cfg.recursions):
+                s, t = _affine_of(rec.bn_a[r])
+                bp.a_affine.extend([par(s), par(t)])
+                w, b = _fold_bn_after_conv(rec.conv_a, rec.bn_b[r])
+                bp.conv_a.extend([par(w), par(b)])
+            bp.conv_b = p([par(rec.conv_b.weight.detach().clone()), par(rec.conv_b.bias.detach().clone())])
+            gs, gt = _affine_of(gate.bn)
+            c = cfg.channels
+            bp.gate_parts = p()
+            for k in range(gate.n_parts):
+                sl = slice(k * c, (k + 1) * c)
+                bp.gate_parts.extend([par(gs[sl].clone()), par(gt[sl].clone()),
+                                      par(gate.conv.weight[:, sl].detach().clone())])
+            bp.gate_bias = par(gate.conv.bias.detach().clone().view(1, -1, 1, 1))
+            self.blocks_params.append(bp)
+        self.rec_affine = p()
+        for bn in model.reconstruct.bns:
+            s, t = _affine_of(bn)
+            self.rec_affine.extend([par(s), par(t)])
+        self.rec_conv = p([par(model.reconstruct.conv.weight.detach().clone()),
+                           par(model.reconstruct.conv.bias.detach().clone())])
+        bw = model.branch_weights
+        self.branch_weights = None if bw is None else par(bw.detach().clone())
+
+    @property
+    def receptive_radius(self) -> int:
+        return 1 + self.config.blocks * 2 * self.config.recursions + 1
+
+    @property
+    def in_channels(self) -> int:
+        return self.config.in_channels
+
+    def _block(self, bp, long_term: list[torch.Tensor]) -> torch.Tensor:
+        gp = bp.gate_parts
+        acc = None
+        for k, b in enumerate(long_term):
+            term = F.conv2d(_act(b, gp[3 * k], gp[3 * k + 1]), gp[3 * k + 2])
+            acc = term if acc is None else acc.add_(term)
+        h = long_term[-1]
+        n_long = len(long_term)
+        wb, bb = bp.conv_b[0], bp.conv_b[1]
+        for r in range(self.config.recursions):
+            t = F.conv2d(_act(h, bp.a_affine[2 * r], bp.a_affine[2 * r + 1]),
+                         bp.conv_a[2 * r], bp.conv_a[2 * r + 1], padding=1)
+            h = h + F.conv2d(F.relu(t), wb, bb, padding=1)
+            k = n_long + r
+            acc.add_(F.conv2d(_act(h, gp[3 * k], gp[3 * k + 1]), gp[3 * k + 2]))
+        return acc.add_(bp.gate_bias)
+
+    def _recon(self, b: torch.Tensor, branch: int) -> torch.Tensor:
+        a = self.rec_affine
+        return F.conv2d(_act(b, a[2 * branch], a[2 * branch + 1]), self.rec_conv[0], self.rec_conv[1], padding=1)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        e = self.ext
+        long_term = [F.conv2d(_act(x, e[0], e[1]), e[2], e[3], padding=1)]
+        final = None
+        for m, bp in enumerate(self.blocks_params):
+            b = self._block(bp, long_term)
+            long_term.append(b)
+            if self.branch_weights is not None:
+                y = self._recon(b, m).add_(x).mul_(self.branch_weights[m])
+                final = y if final is None else final.add_(y)
+        if self.branch_weights is None:
+            final = x + self._recon(long_term[-1], 0)
+        return final
+
+
+def fuse_memnet(model: MemNet) -> FusedMemNet:
+    """Fold the BatchNorms of an (eval-mode) MemNet into an inference module."""
+    return FusedMemNet(model).eval()
