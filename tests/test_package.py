@@ -1,0 +1,65 @@
+"""The installable package: fast import, a core free of Qt/napari, the CLI."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import napari_memnet
+from napari_memnet.cli import main
+
+CORE_MODULES = [
+    "napari_memnet.models",
+    "napari_memnet.models.fused",
+    "napari_memnet.modelfile",
+    "napari_memnet.cli",
+]
+
+
+def _run_python(code: str) -> str:
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return out.stdout.strip()
+
+
+def test_import_is_lazy_and_does_not_pull_torch():
+    loaded = _run_python(
+        "import sys, napari_memnet; print(sorted(m for m in ('torch','napari','qtpy','PyQt6') if m in sys.modules))"
+    )
+    assert loaded == "[]"
+
+
+def test_compute_core_imports_no_qt_and_no_napari():
+    mods = ", ".join(repr(m) for m in CORE_MODULES)
+    loaded = _run_python(
+        f"import importlib, sys\nfor m in ({mods},): importlib.import_module(m)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('napari','qtpy','PyQt6','PyQt5','PySide6','magicgui')))"
+    )
+    assert loaded == "[]"
+
+
+def test_version_and_models_commands(capsys):
+    try:
+        main(["--version"])
+    except SystemExit as exc:
+        assert exc.code == 0
+    assert napari_memnet.__version__ in capsys.readouterr().out
+    assert main(["models", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert isinstance(listed, list)
+    assert all({"name", "task", "architecture", "source", "path"} <= set(m) for m in listed)
+
+
+def test_models_command_lists_a_saved_user_model(capsys):
+    from napari_memnet.models import build_model
+
+    napari_memnet.save_model(build_model("memnet", {"blocks": 1, "recursions": 1, "channels": 4}),
+                             "cli-listed", task="deblock")
+    assert main(["models", "--task", "deblock"]) == 0
+    out = capsys.readouterr().out
+    assert "cli-listed" in out and "deblock" in out and "user" in out
+
+
+def test_console_script_runs_as_module():
+    out = subprocess.run([sys.executable, "-m", "napari_memnet", "--version"], capture_output=True, text=True)
+    assert out.returncode == 0 and "napari-memnet" in out.stdout
