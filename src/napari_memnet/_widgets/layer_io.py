@@ -63,10 +63,10 @@ def validate_image_layer(layer) -> None:
 
     if layer is None:
         raise ValueError("No image layer selected: open or select an image layer first.")
-    if not isinstance(layer, Image):
+    if not isinstance(layer, Image):  # (napari hands plugins proxies: use __class__)
         raise ValueError(
             f"Restore (MemNet) works on image layers; {layer.name!r} is a "
-            f"{type(layer).__name__} layer. Select an image layer."
+            f"{layer.__class__.__name__} layer. Select an image layer."
         )
     if getattr(layer, "multiscale", False):
         raise ValueError(f"{layer.name!r} is a multiscale (pyramid) image; restore one level "

@@ -352,7 +352,7 @@ class RestoreWidget(Container):
         target = None
         if ctx.get("replace") and kwargs["name"] in self._viewer.layers:
             candidate = self._viewer.layers[kwargs["name"]]
-            if layer_io.is_memnet_result(candidate) and candidate is not layer:
+            if layer_io.is_memnet_result(candidate) and candidate.name != layer.name:
                 target = candidate
         self._adding_result = True  # keep the input chosen when napari selects the new layer
         try:
