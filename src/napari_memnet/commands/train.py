@@ -1,0 +1,186 @@
+"""``memnet train``: train or fine-tune a model from a TOML config and/or flags.
+
+    memnet train --task denoise --clean-dir Train400 --levels 0,75 --steps 20000 --out-dir runs/dn --name memnet-denoise
+    memnet train --config run.toml --resume
+
+Checkpoints (``checkpoint.safetensors``) and ``events.jsonl`` go to ``--out-dir``;
+the final model is saved there too (``--install`` puts it in the user model
+folder instead, where ``restore(model=NAME)`` finds it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import threading
+import time
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        values = [float(v) for v in text.replace(":", ",").split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as '0,75' or '2,3,4', got {text!r}") from None
+    return [int(v) if v == int(v) else v for v in values]
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train or fine-tune a model (checkpoints, resume, events.jsonl)",
+                       description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    a = p.add_argument
+    a("--config", metavar="FILE.toml", help="TrainConfig keys in TOML; flags given on the command line win")
+    a("--task", choices=("denoise", "sr", "deblock"))
+    a("--clean-dir", nargs="+", metavar="DIR", help="folder(s) of clean images (degraded on the fly)")
+    a("--pairs", nargs=2, metavar=("DEGRADED_DIR", "CLEAN_DIR"), help="folders of real pairs matched by file name")
+    a("--levels", type=_floats, help="denoise: sigma range lo,hi; sr: scales 2,3,4; deblock: JPEG quality range lo,hi")
+    a("--arch", dest="architecture", choices=("memnet", "red30"))
+    a("--blocks", type=int, help="MemNet memory blocks M")
+    a("--recursions", type=int, help="MemNet recursions R")
+    a("--channels", type=int, help="filters per layer")
+    a("--layers", type=int, help="RED30 convolution layers")
+    a("--init", help="start from this model (name or path) instead of a fresh network")
+    a("--steps", type=int)
+    a("--batch", dest="batch_size", type=int)
+    a("--patch", dest="patch_size", type=int)
+    a("--optimizer", choices=("adam", "sgd"))
+    a("--lr", type=float)
+    a("--lr-min", type=float)
+    a("--schedule", choices=("cosine", "step", "constant"))
+    a("--lr-step", type=int, help="step schedule: divide the lr by 10 every N steps")
+    a("--warmup-steps", type=int)
+    a("--weight-decay", type=float)
+    a("--clip", type=float, help="gradient norm clip")
+    a("--plain-loss", action="store_true", default=None, help="euclidean loss on the final output only")
+    a("--seed", type=int)
+    a("--device", help="auto, cpu, cuda, cuda:1, mps")
+    a("--precision", choices=("auto", "fp32", "bf16"))
+    a("--channels-last", action=argparse.BooleanOptionalAction, default=None)
+    a("--compile", action="store_true", default=None, help="torch.compile the network")
+    a("--threads", type=int, help="CPU threads for torch")
+    a("--out-dir", help="checkpoints, events.jsonl and (by default) the final model")
+    a("--name", help="name of the final model")
+    a("--install", action="store_true", help="save the final model in the user model folder (restore(model=NAME))")
+    a("--checkpoint-every", type=int)
+    a("--validate-every", type=int)
+    a("--log-every", type=int)
+    a("--val-dir", help="folder of held-out validation images (clean, or degraded for --pairs: use --val-pairs)")
+    a("--val-pairs", nargs=2, metavar=("DEGRADED_DIR", "CLEAN_DIR"))
+    a("--val-count", type=int, help="training images held out for validation (default 4)")
+    a("--val-fraction", type=float)
+    a("--val-crop", type=int, help="centre crop of each validation image (0: whole)")
+    a("--val-levels", type=_floats)
+    a("--resume", action="store_true", help="continue the run whose checkpoint is in --out-dir")
+    a("--json", action="store_true", help="print every event as a JSON line instead of progress lines")
+    p.set_defaults(func=run)
+
+
+_CONFIG_KEYS = ("task", "levels", "architecture", "init", "steps", "batch_size", "patch_size", "optimizer", "lr",
+                "lr_min", "schedule", "lr_step", "warmup_steps", "weight_decay", "clip", "seed", "device", "precision",
+                "channels_last", "compile", "threads", "out_dir", "name", "checkpoint_every", "validate_every",
+                "log_every", "val_dir", "val_count", "val_fraction", "val_crop", "val_levels", "clean_dir")
+
+
+def build_config(args):
+    from ..training.config import TrainConfig, load_config
+
+    overrides = {k: getattr(args, k) for k in _CONFIG_KEYS if getattr(args, k, None) is not None}
+    arch = {k: getattr(args, k) for k in ("blocks", "recursions", "channels", "layers") if getattr(args, k) is not None}
+    if args.pairs:
+        overrides["pairs_input_dir"], overrides["pairs_target_dir"] = args.pairs
+    if args.plain_loss:
+        overrides["multi_supervised"] = False
+    if args.config:
+        cfg = load_config(args.config, **overrides)
+        if arch:
+            cfg.arch.update(arch)
+    else:
+        overrides.setdefault("arch", arch)
+        cfg = TrainConfig(**overrides)
+    if cfg.init and arch:
+        raise ValueError("--init takes the architecture from the base model; drop --blocks/--recursions/--channels/--layers")
+    if not cfg.out_dir:
+        raise ValueError("--out-dir is required (checkpoints and events.jsonl go there)")
+    cfg.model_dir = None if args.install else (cfg.model_dir or cfg.out_dir)
+    return cfg
+
+
+def _fmt_time(seconds: float) -> str:
+    seconds = int(max(0, seconds))
+    h, rem = divmod(seconds, 3600)
+    m, s = divmod(rem, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+def describe(event) -> str | None:
+    """One progress line for an event (Step lines are rate-limited by the caller)."""
+    from ..training import events as ev
+
+    if isinstance(event, ev.Started):
+        what = "resuming at step" if event.resumed else "starting at step"
+        return (f"{what} {event.step}/{event.total} on {event.device} ({event.precision}), {event.parameters:,} parameters, "
+                f"{event.train_images} training images, {event.val_items} validation items")
+    if isinstance(event, ev.Step):
+        return (f"step {event.step}/{event.total}  loss {event.loss:.3e}  lr {event.lr:.2e}  "
+                f"{event.patches_per_s:.1f} patches/s  eta {_fmt_time(event.eta_s)}")
+    if isinstance(event, ev.Validation):
+        levels = "  ".join(f"{k}: {v['psnr']:.2f}" for k, v in event.per_level.items())
+        return f"validation at step {event.step}: PSNR {event.psnr:.3f} dB (input {event.baseline_psnr:.3f})  [{levels}]"
+    if isinstance(event, ev.CheckpointSaved):
+        return f"checkpoint saved at step {event.step}: {event.path}"
+    if isinstance(event, ev.Finished):
+        state = "stopped" if event.stopped else "finished"
+        psnr = f", validation PSNR {event.psnr:.3f} dB" if event.psnr is not None else ""
+        return f"{state} at step {event.step}/{event.total}{psnr}; model {event.model_name!r} saved to {event.model_path}"
+    if isinstance(event, ev.Failed):
+        return f"FAILED at step {event.step}: {event.error}"
+    return None
+
+
+def run(args) -> int:
+    from ..cli import CommandError
+    from ..training import events as ev
+    from ..training.trainer import Trainer
+
+    try:
+        cfg = build_config(args)
+        validation = tuple(args.val_pairs) if args.val_pairs else None
+        trainer = Trainer(cfg, validation=validation, resume=args.resume)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    last_print = 0.0
+    failed = False
+    previous = _stop_on_interrupt(trainer)
+    try:
+        for event in trainer.run():
+            if args.json:
+                print(json.dumps(event.to_dict()), flush=True)
+                continue
+            if isinstance(event, ev.Step):
+                now = time.monotonic()
+                if event.step % cfg.log_every and event.step != event.total and now - last_print < 30:
+                    continue
+                last_print = now
+            line = describe(event)
+            if line:
+                print(line, file=sys.stderr if isinstance(event, ev.Failed) else sys.stdout, flush=True)
+            failed = failed or isinstance(event, ev.Failed)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
+    return 1 if failed else 0
+
+
+def _stop_on_interrupt(trainer):
+    """First Ctrl-C: stop after the current step (checkpoint + model saved); second: abort."""
+    if threading.current_thread() is not threading.main_thread():
+        return None
+
+    def handler(signum, frame):
+        if trainer.stop_event.is_set():
+            raise KeyboardInterrupt
+        print("stopping after the current step (Ctrl-C again to abort)...", file=sys.stderr, flush=True)
+        trainer.request_stop()
+
+    return signal.signal(signal.SIGINT, handler)

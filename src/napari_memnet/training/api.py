@@ -1,0 +1,71 @@
+"""``fine_tune``: train or fine-tune a model from Python and install it as a user model."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+from .config import TrainConfig
+from .events import Failed, Finished, TrainingEvent
+from .trainer import Trainer
+
+
+def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architecture: dict | str | None = None,
+              steps: int = 1000, patch_size: int = 31, batch_size: int = 16, lr: float | None = None,
+              multi_supervised: bool = True, name: str, levels=None, device: str = "auto", validation=None,
+              callback: Callable[[TrainingEvent], None] | None = None, stop=None, out_dir=None,
+              model_dir=None, resume: bool = False, **config):
+    """Train a model on ``clean`` images (degraded on the fly) or real ``pairs``; save it as ``name``.
+
+    ``clean``: a folder, or a list of image paths or arrays. ``pairs``: ``(degraded_folder, clean_folder)``
+    matched by file name, or a list of ``(degraded, clean)`` arrays.
+    ``base_model``: name/path of a model to fine-tune (its architecture is kept); otherwise a fresh
+    network of ``architecture`` ("memnet", "red30", or a dict such as ``{"blocks": 2, "recursions": 2,
+    "channels": 16}``, optionally with an ``"architecture"`` key).
+    ``levels``: denoise sigma range ``(lo, hi)``, SR scales ``(2, 3, 4)``, JPEG quality range ``(lo, hi)``.
+    ``validation``: a fraction (0.2) or count (2) of the images to hold out, or explicit held-out images /
+    pairs. ``callback(event)`` gets every event; ``stop`` is a ``threading.Event`` that ends the run cleanly.
+    Other keyword arguments are ``TrainConfig`` fields (optimizer, seed, precision, checkpoint_every...).
+
+    Returns the saved ``RestorationModel``; it is at once usable as ``restore(..., model=name)`` and
+    listed by ``list_models()`` (unless ``model_dir`` puts it elsewhere). Bad data raises ValueError
+    before any step; a failure during training is re-raised.
+    """
+    from ..modelfile import check_model_name, load_model, user_models_dir
+
+    check_model_name(name)
+    arch_name, arch = "memnet", {}
+    if isinstance(architecture, str):
+        arch_name = architecture
+    elif isinstance(architecture, dict):
+        arch = dict(architecture)
+        arch_name = arch.pop("architecture", "memnet")
+    elif architecture is not None:
+        raise ValueError(f"architecture must be a name or a dict of network settings, got {type(architecture).__name__}")
+    if base_model is not None and arch:
+        raise ValueError("base_model fixes the architecture; do not pass architecture settings too")
+    val_source = validation
+    if isinstance(validation, float):
+        config["val_fraction"], val_source = validation, None
+    elif isinstance(validation, int) and not isinstance(validation, bool):
+        config["val_count"], val_source = validation, None
+    if out_dir is None:
+        out_dir = user_models_dir() / "runs" / name
+    if base_model is not None and not isinstance(base_model, (str, os.PathLike)):
+        raise ValueError("base_model must be a model name or a path")
+    cfg = TrainConfig(task=task, levels=tuple(levels) if levels is not None else (), name=name,
+                      architecture=arch_name, arch=arch, init=os.fspath(base_model) if base_model is not None else None,
+                      steps=steps, patch_size=patch_size, batch_size=batch_size, lr=lr,
+                      multi_supervised=multi_supervised, device=device, out_dir=str(Path(out_dir)),
+                      model_dir=str(model_dir) if model_dir is not None else None, **config)
+    trainer = Trainer(cfg, clean=clean, pairs=pairs, validation=val_source, resume=resume, stop=stop)
+    finished = None
+    for event in trainer.run():
+        if callback is not None:
+            callback(event)
+        if isinstance(event, Finished):
+            finished = event
+        elif isinstance(event, Failed):
+            raise trainer.error if trainer.error is not None else RuntimeError(event.error)
+    return load_model(Path(finished.model_path))

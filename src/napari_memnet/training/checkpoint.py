@@ -1,0 +1,133 @@
+"""Training checkpoints: ONE safetensors file, written atomically.
+
+Tensors (model weights and buffers, optimizer buffers, torch RNG states) are
+safetensors tensors; everything else (step, config, scheduler, optimizer
+hyper-parameters, python/numpy RNG states, the sampler's numpy generator) is a
+JSON document stored in the file's metadata. Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..atomic import atomic_path
+
+CHECKPOINT_NAME = "checkpoint.safetensors"
+CHECKPOINT_FORMAT = 1
+_META_KEY = "napari_memnet_checkpoint"
+
+
+def capture_rng() -> tuple[dict, dict]:
+    """(JSON-able, tensors) of the python, numpy-global, torch CPU and CUDA RNG states."""
+    version, state, gauss = random.getstate()
+    legacy = np.random.get_state()
+    meta = {
+        "python": [version, list(state), gauss],
+        "numpy_global": [legacy[0], legacy[1].tolist(), int(legacy[2]), int(legacy[3]), float(legacy[4])],
+    }
+    tensors = {"rng.torch_cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        for i, st in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"rng.cuda.{i}"] = st
+    return meta, tensors
+
+
+def restore_rng(meta: dict, tensors: dict) -> None:
+    version, state, gauss = meta["python"]
+    random.setstate((version, tuple(state), gauss))
+    name, keys, pos, has_gauss, cached = meta["numpy_global"]
+    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(tensors["rng.torch_cpu"].to(torch.uint8))
+    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([tensors[k].to(torch.uint8) for k in cuda][: torch.cuda.device_count()])
+
+
+def _split_optimizer(optimizer) -> tuple[dict, dict]:
+    sd = optimizer.state_dict()
+    meta_state, tensors = {}, {}
+    for pid, st in sd["state"].items():
+        for key, value in st.items():
+            if isinstance(value, torch.Tensor):
+                tensors[f"optim.{pid}.{key}"] = value
+            else:
+                meta_state.setdefault(str(pid), {})[key] = value
+    return {"param_groups": sd["param_groups"], "state": meta_state}, tensors
+
+
+def _join_optimizer(meta: dict, tensors: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in tensors.items():
+        if key.startswith("optim."):
+            _, pid, name = key.split(".", 2)
+            state.setdefault(int(pid), {})[name] = value
+    for pid, st in meta.get("state", {}).items():
+        state.setdefault(int(pid), {}).update(st)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(path: str | os.PathLike, *, model, optimizer, step: int, config: dict,
+                    sampler=None, extra: dict | None = None) -> Path:
+    """Write everything needed to continue the run to ``path`` (atomically)."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
+    optim_meta, optim_tensors = _split_optimizer(optimizer)
+    tensors.update(optim_tensors)
+    rng_meta, rng_tensors = capture_rng()
+    tensors.update(rng_tensors)
+    meta = {"format": CHECKPOINT_FORMAT, "step": int(step), "config": config, "optimizer": optim_meta,
+            "rng": rng_meta, "extra": extra or {}}
+    if sampler is not None:
+        s_meta, s_tensors = sampler.state_dict()
+        meta["sampler"] = s_meta
+        tensors.update({f"sampler.{k}": v for k, v in s_tensors.items()})
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
+    return path
+
+
+def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
+    """(tensors, meta) of a checkpoint file; ValueError naming the file if unusable."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: checkpoint not found")
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            raw = (fh.metadata() or {}).get(_META_KEY)
+            tensors = {k: fh.get_tensor(k) for k in fh.keys()}
+    except (SafetensorError, OSError) as exc:
+        raise ValueError(f"{path}: not a readable checkpoint ({exc})") from None
+    if raw is None:
+        raise ValueError(f"{path}: not a napari-memnet training checkpoint (no {_META_KEY} metadata)")
+    meta = json.loads(raw)
+    if meta.get("format", 0) > CHECKPOINT_FORMAT:
+        raise ValueError(f"{path}: checkpoint format {meta.get('format')} is newer than this napari-memnet reads")
+    return tensors, meta
+
+
+def load_checkpoint(path, *, model, optimizer=None, sampler=None, restore_rng_state: bool = True) -> dict:
+    """Fill ``model``/``optimizer``/``sampler`` (and the global RNGs) from ``path``; return the JSON part."""
+    tensors, meta = read_checkpoint(path)
+    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: checkpoint does not fit this network: {str(exc).splitlines()[0]}") from None
+    if optimizer is not None:
+        optimizer.load_state_dict(_join_optimizer(meta["optimizer"], tensors))
+    if sampler is not None and "sampler" in meta:
+        sampler.load_state_dict(meta["sampler"], {k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")})
+    if restore_rng_state:
+        restore_rng(meta["rng"], tensors)
+    return meta

@@ -1,0 +1,223 @@
+"""``TrainConfig``: every setting of a training run, JSON/TOML round-trippable.
+
+Levels per task (the degradations trained for):
+
+* ``denoise``: ``levels = [lo, hi]``, noise sigma (0..255 scale) drawn
+  uniformly from ``[lo, hi]`` per patch.
+* ``sr``: ``levels = [2, 3, 4]``, the set of integer scales, one drawn per patch.
+* ``deblock``: ``levels = [lo, hi]``, JPEG quality drawn uniformly (integers)
+  from ``[lo, hi]`` per patch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+TASKS = ("denoise", "sr", "deblock")
+OPTIMIZERS = ("adam", "sgd")
+SCHEDULES = ("cosine", "step", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
+
+DEFAULT_LEVELS = {"denoise": (0.0, 75.0), "sr": (2, 3, 4), "deblock": (5, 50)}
+# validation levels are the paper's test levels that fall inside the training range
+_PAPER_LEVELS = {"denoise": (15, 25, 50, 70), "sr": (2, 3, 4), "deblock": (10, 20, 30, 40)}
+DEFAULT_ARCH = {"memnet": {"blocks": 6, "recursions": 6, "channels": 64}, "red30": {"layers": 15, "channels": 64}}
+
+
+@dataclass
+class TrainConfig:
+    """Settings of one run. ``None`` means "the documented default for this task/optimizer"."""
+
+    task: str = "denoise"
+    levels: tuple = ()
+    name: str = "memnet-model"
+    # network: a fresh one of ``architecture``/``arch`` or a copy of ``init`` (model name or path)
+    architecture: str = "memnet"
+    arch: dict = field(default_factory=dict)
+    init: str | None = None
+    # data
+    clean_dir: str | None = None
+    pairs_input_dir: str | None = None
+    pairs_target_dir: str | None = None
+    val_dir: str | None = None
+    val_count: int = 4  # images held out of the training images when no val_dir is given
+    val_fraction: float | None = None  # overrides val_count when set
+    val_crop: int = 96  # validation images are centre-cropped to this (0: whole image)
+    val_levels: tuple = ()
+    # optimisation
+    steps: int = 1000
+    batch_size: int = 16
+    patch_size: int = 31
+    multi_supervised: bool = True
+    optimizer: str = "adam"
+    lr: float | None = None  # adam 1e-3, sgd 0.1
+    lr_min: float = 1e-5
+    schedule: str | None = None  # adam: cosine, sgd: step
+    lr_step: int | None = None  # step schedule: divide by 10 every lr_step steps (default steps // 3)
+    warmup_steps: int = 0
+    momentum: float = 0.9
+    weight_decay: float | None = None  # adam 0, sgd 1e-4
+    clip: float | None = None  # gradient norm clip; adam 1.0, sgd 0.4 (with lr 0.1)
+    seed: int = 0
+    # execution
+    device: str = "auto"
+    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU
+    channels_last: bool | None = None  # None: on for CUDA, off on the CPU
+    compile: bool = False
+    threads: int | None = None
+    # output
+    out_dir: str | None = None  # checkpoints + events.jsonl
+    model_dir: str | None = None  # where the final model goes (None: the user model folder)
+    checkpoint_every: int = 500
+    validate_every: int = 500
+    log_every: int = 10  # events.jsonl gets every log_every-th Step event
+
+    def __post_init__(self):
+        self.levels = tuple(self.levels) if self.levels else DEFAULT_LEVELS.get(self.task, ())
+        self.val_levels = tuple(self.val_levels) if self.val_levels else ()
+        self.arch = dict(self.arch or {})
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        problems = []
+        if self.task not in TASKS:
+            problems.append(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.schedule is not None and self.schedule not in SCHEDULES:
+            problems.append(f"schedule must be one of {SCHEDULES}, got {self.schedule!r}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        for key in ("steps", "batch_size", "patch_size", "checkpoint_every", "validate_every", "log_every"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                problems.append(f"{key} must be a positive integer, got {value!r}")
+        if isinstance(self.patch_size, int) and self.patch_size < 8:
+            problems.append(f"patch_size must be at least 8, got {self.patch_size}")
+        if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):
+            problems.append(f"lr must be a positive number, got {self.lr!r}")
+        if self.clip is not None and not self.clip > 0:
+            problems.append(f"clip must be positive (or None for the default), got {self.clip!r}")
+        if self.val_fraction is not None and not 0 <= self.val_fraction < 1:
+            problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
+        if self.val_count < 0:
+            problems.append(f"val_count must be >= 0, got {self.val_count}")
+        problems += self._level_problems()
+        if problems:
+            raise ValueError("invalid training config: " + "; ".join(problems))
+
+    def _level_problems(self) -> list[str]:
+        lv = self.levels
+        if self.task == "denoise":
+            if len(lv) == 1:
+                self.levels = lv = (float(lv[0]), float(lv[0]))
+            if len(lv) != 2 or not 0 <= lv[0] <= lv[1] <= 255:
+                return [f"denoise levels must be a sigma range 'lo,hi' within 0..255, got {lv!r}"]
+            self.levels = (float(lv[0]), float(lv[1]))
+        elif self.task == "sr":
+            if not lv or any(int(s) != s or not 2 <= s <= 8 for s in lv):
+                return [f"sr levels must be integer scales in 2..8 such as '2,3,4', got {lv!r}"]
+            self.levels = tuple(sorted({int(s) for s in lv}))
+        elif self.task == "deblock":
+            if len(lv) == 1:
+                self.levels = lv = (lv[0], lv[0])
+            if len(lv) != 2 or any(int(q) != q for q in lv) or not 1 <= lv[0] <= lv[1] <= 100:
+                return [f"deblock levels must be a JPEG quality range 'lo,hi' within 1..100, got {lv!r}"]
+            self.levels = (int(lv[0]), int(lv[1]))
+        return []
+
+    # ------------------------------------------------------------ resolved defaults
+    @property
+    def resolved_lr(self) -> float:
+        return self.lr if self.lr is not None else (1e-3 if self.optimizer == "adam" else 0.1)
+
+    @property
+    def resolved_schedule(self) -> str:
+        return self.schedule or ("cosine" if self.optimizer == "adam" else "step")
+
+    @property
+    def resolved_weight_decay(self) -> float:
+        if self.weight_decay is not None:
+            return self.weight_decay
+        return 0.0 if self.optimizer == "adam" else 1e-4
+
+    @property
+    def resolved_clip(self) -> float:
+        return self.clip if self.clip is not None else (1.0 if self.optimizer == "adam" else 0.4)
+
+    @property
+    def resolved_arch(self) -> dict:
+        arch = dict(DEFAULT_ARCH.get(self.architecture, {}))
+        arch.update(self.arch)
+        arch.setdefault("in_channels", 1)
+        if self.architecture == "memnet":
+            arch.setdefault("multi_supervised", True)
+        return arch
+
+    def resolved_val_levels(self) -> tuple:
+        if self.val_levels:
+            return tuple(self.val_levels)
+        if self.task == "sr":
+            return tuple(self.levels)
+        lo, hi = self.levels
+        inside = tuple(v for v in _PAPER_LEVELS[self.task] if lo <= v <= hi)
+        if inside:
+            return inside
+        mid = (lo + hi) / 2
+        return (mid,) if self.task == "denoise" else (int(round(mid)),)
+
+    def lr_at(self, step: int) -> float:
+        """Learning rate for optimisation step ``step`` (0-based); a pure function of the step."""
+        base = self.resolved_lr
+        if self.warmup_steps and step < self.warmup_steps:
+            return base * (step + 1) / self.warmup_steps
+        kind = self.resolved_schedule
+        if kind == "constant":
+            return base
+        if kind == "step":
+            every = self.lr_step or max(1, self.steps // 3)
+            return base * (0.1 ** (step // every))
+        span = max(1, self.steps - self.warmup_steps)
+        t = min(1.0, (step - self.warmup_steps) / span)
+        return self.lr_min + 0.5 * (base - self.lr_min) * (1 + math.cos(math.pi * t))
+
+    # ----------------------------------------------------------------- (de)serialise
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["levels"] = list(self.levels)
+        d["val_levels"] = list(self.val_levels)
+        return d
+
+    @classmethod
+    def from_dict(cls, data: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(f"unknown training config keys {unknown}; expected some of {sorted(known)}")
+        return cls(**data)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+
+def load_config(path: str | Path, **overrides) -> TrainConfig:
+    """Read a TOML file of ``TrainConfig`` keys (``[arch]`` as a table); ``overrides`` win."""
+    import tomllib
+
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text("utf-8"))
+    except FileNotFoundError:
+        raise ValueError(f"{path}: training config file not found") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"{path}: not valid TOML ({exc})") from None
+    data.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return TrainConfig.from_dict(data)
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None

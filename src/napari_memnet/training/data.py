@@ -1,0 +1,363 @@
+"""Training and validation data: images from folders or arrays, checked up front.
+
+Two sources:
+
+* **clean images** (synthetic pairs): each image is degraded on the fly by the
+  sampler (``sampler.py``) with the task's degradation;
+* **real pairs** ``(degraded, clean)``: two folders matched by file name, or a
+  list of array pairs, registered pixel for pixel. For super-resolution the
+  degraded image may be the low-resolution one (an integer scale smaller); it
+  is bicubic-upsampled (MATLAB ``imresize``) to the clean size as model input.
+
+Intensities become float32 on 0..1: integer images are divided by their dtype's
+maximum (255 for uint8, 65535 for uint16); float images are taken as they are.
+Colour images become one plane: MATLAB ``rgb2gray`` for denoising, the Y of
+YCbCr (BT.601, ``degrade.rgb_to_y``) for super-resolution and deblocking.
+
+Every problem (unreadable file, unmatched name, shape mismatch, non-finite
+values, image smaller than a training patch) is collected and reported by name
+in ONE ``ValueError`` before any training step runs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# MATLAB rgb2gray: the luminance row of the inverse NTSC (YIQ) transform
+RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
+
+
+@dataclass
+class TrainItem:
+    """One training image: ``target`` (clean) and, for real pairs, ``input`` of the same shape."""
+
+    name: str
+    target: np.ndarray  # 2-D float32, 0..1
+    input: np.ndarray | None = None
+
+
+@dataclass
+class ValItem:
+    """One fixed validation case: a degraded input, its clean target, the level and the border shave."""
+
+    name: str
+    level: float | int | None
+    input: np.ndarray
+    target: np.ndarray
+    shave: int = 0
+
+
+@dataclass
+class TrainingData:
+    task: str
+    source: str  # "synthetic" or "pairs"
+    train: list[TrainItem]
+    val: list[ValItem] = field(default_factory=list)
+    description: str = ""
+
+    def summary(self) -> dict:
+        """What goes into the model card about the data."""
+        return {
+            "source": self.source,
+            "description": self.description,
+            "train_images": len(self.train),
+            "train_pixels": int(sum(it.target.size for it in self.train)),
+            "validation_items": len(self.val),
+            "validation_images": sorted({v.name for v in self.val}),
+        }
+
+
+# ------------------------------------------------------------------------- reading
+def list_images(folder: str | os.PathLike) -> list[Path]:
+    """Image files directly in ``folder``, sorted by name."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"{folder}: not a folder of images")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"{folder}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})")
+    return files
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """The raw pixel array of a PNG/JPEG/BMP (Pillow) or TIFF (tifffile) file."""
+    path = Path(path)
+    if path.suffix.lower() in (".tif", ".tiff"):
+        try:
+            import tifffile
+        except ImportError:  # pragma: no cover - optional dependency
+            from PIL import Image
+
+            with Image.open(path) as im:
+                return np.asarray(im)
+        return np.asarray(tifffile.imread(path))
+    from PIL import Image
+
+    with Image.open(path) as im:
+        if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr"):
+            im = im.convert("RGB")
+        elif im.mode == "1":
+            im = im.convert("L")
+        return np.asarray(im)
+
+
+def to_unit(img: np.ndarray) -> np.ndarray:
+    """float32 on 0..1: integers divided by their dtype maximum, floats unchanged."""
+    img = np.asarray(img)
+    if img.dtype == bool:
+        return img.astype(np.float32)
+    if np.issubdtype(img.dtype, np.integer):
+        return (img.astype(np.float64) / np.iinfo(img.dtype).max).astype(np.float32)
+    if np.issubdtype(img.dtype, np.floating):
+        return img.astype(np.float32, copy=True)
+    raise ValueError(f"unsupported pixel type {img.dtype} (expected integer or float pixels)")
+
+
+def to_plane(img: np.ndarray, task: str) -> np.ndarray:
+    """One 2-D float32 plane on 0..1 from a gray or colour (H, W, 3|4) image."""
+    img = to_unit(img)
+    if img.ndim == 3 and img.shape[-1] == 1:
+        img = img[..., 0]
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        rgb = img[..., :3]
+        if task == "denoise":
+            return (rgb.astype(np.float64) @ RGB2GRAY).astype(np.float32)
+        from ..degrade import rgb_to_y
+
+        return np.asarray(rgb_to_y(rgb.astype(np.float32)), dtype=np.float32)
+    if img.ndim != 2:
+        raise ValueError(f"expected a 2-D gray or (H, W, 3) colour image, got shape {img.shape}")
+    return img
+
+
+def _quantize(plane: np.ndarray) -> np.ndarray:
+    """Round to the 8-bit grid (deblocking targets are what JPEG encodes)."""
+    return (np.round(np.clip(plane, 0, 1) * 255) / 255).astype(np.float32)
+
+
+def _load_planes(source, task: str, what: str, problems: list[str]) -> list[tuple[str, np.ndarray]]:
+    """(name, plane) for a folder, a list of paths, or a list of arrays; problems collected."""
+    if source is None:
+        return []
+    if isinstance(source, (str, os.PathLike)):
+        source = [source]
+    if isinstance(source, np.ndarray):
+        entries = [source] if source.ndim == 2 or (source.ndim == 3 and source.shape[-1] in (1, 3, 4)) else list(source)
+    else:
+        entries = []
+        for entry in source:  # folders expand to their images; files and arrays stay
+            if isinstance(entry, (str, os.PathLike)) and Path(entry).is_dir():
+                try:
+                    entries += list_images(entry)
+                except ValueError as exc:
+                    problems.append(f"{what}: {exc}")
+            elif isinstance(entry, (str, os.PathLike)) and not Path(entry).exists():
+                problems.append(f"{what} {entry}: no such file or folder")
+            else:
+                entries.append(entry)
+    out = []
+    for i, entry in enumerate(entries):
+        if isinstance(entry, (str, os.PathLike)):
+            name = Path(entry).name
+            try:
+                raw = read_image(entry)
+            except Exception as exc:  # unreadable / not an image
+                problems.append(f"{what} {name}: cannot read ({type(exc).__name__}: {exc})")
+                continue
+        else:
+            name, raw = f"{what}[{i}]", entry
+        try:
+            out.append((name, to_plane(raw, task)))
+        except ValueError as exc:
+            problems.append(f"{what} {name}: {exc}")
+    return out
+
+
+def _check_plane(name: str, plane: np.ndarray, min_size: int, problems: list[str]) -> bool:
+    ok = True
+    if not np.isfinite(plane).all():
+        problems.append(f"{name}: contains non-finite values (NaN or inf)")
+        ok = False
+    if min(plane.shape) < min_size:
+        problems.append(f"{name}: {plane.shape[1]}x{plane.shape[0]} pixels is smaller than the {min_size}x{min_size} needed for a training patch")
+        ok = False
+    return ok
+
+
+# ------------------------------------------------------------------------- pairs
+def match_pair_folders(input_dir, target_dir, problems: list[str]) -> list[tuple[str, Path, Path]]:
+    """(name, input path, target path) for files with the same stem in both folders."""
+    try:
+        inputs = {p.stem: p for p in list_images(input_dir)}
+        targets = {p.stem: p for p in list_images(target_dir)}
+    except ValueError as exc:
+        problems.append(str(exc))
+        return []
+    for stem in sorted(set(inputs) - set(targets)):
+        problems.append(f"{inputs[stem].name}: no clean image of the same name in {target_dir}")
+    for stem in sorted(set(targets) - set(inputs)):
+        problems.append(f"{targets[stem].name}: no degraded image of the same name in {input_dir}")
+    return [(stem, inputs[stem], targets[stem]) for stem in sorted(set(inputs) & set(targets))]
+
+
+def _pair_entries(pairs, task, problems) -> list[tuple[str, np.ndarray, np.ndarray]]:
+    if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(p, (str, os.PathLike)) for p in pairs):
+        entries = []
+        for stem, pin, ptg in match_pair_folders(pairs[0], pairs[1], problems):
+            try:
+                entries.append((stem, to_plane(read_image(pin), task), to_plane(read_image(ptg), task)))
+            except Exception as exc:
+                problems.append(f"{stem}: cannot read the pair ({type(exc).__name__}: {exc})")
+        return entries
+    entries = []
+    for i, pair in enumerate(pairs):
+        try:
+            a, b = pair
+            entries.append((f"pair[{i}]", to_plane(a, task), to_plane(b, task)))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"pair[{i}]: expected a (degraded, clean) pair of images ({exc})")
+    return entries
+
+
+def register_pair(name, inp, tgt, task, problems) -> np.ndarray | None:
+    """The model input for a pair (LR upsampled for SR), or None with the problem recorded."""
+    if inp.shape == tgt.shape:
+        return inp
+    sh, sw = tgt.shape[0] / inp.shape[0], tgt.shape[1] / inp.shape[1]
+    if task == "sr" and sh == sw and sh == int(sh) and sh >= 2:
+        from ..degrade import imresize
+
+        return np.asarray(imresize(inp.astype(np.float32), output_shape=tgt.shape), dtype=np.float32)
+    hint = " (for super-resolution the clean image must be an integer multiple of the low-res one)" if task == "sr" else ""
+    problems.append(f"{name}: degraded image is {inp.shape[1]}x{inp.shape[0]} but clean is {tgt.shape[1]}x{tgt.shape[0]}{hint}")
+    return None
+
+
+def load_pair_items(pairs, task, min_size, problems) -> list[TrainItem]:
+    items = []
+    for name, inp, tgt in _pair_entries(pairs, task, problems):
+        ok = _check_plane(f"{name} (degraded)", inp, 1, problems) & _check_plane(f"{name} (clean)", tgt, min_size, problems)
+        model_input = register_pair(name, inp, tgt, task, problems)
+        if ok and model_input is not None:
+            items.append(TrainItem(name, tgt, model_input))
+    return items
+
+
+# ------------------------------------------------------------------------- validation
+def _centre_crop(plane: np.ndarray, size: int, multiple: int = 1) -> np.ndarray:
+    h, w = plane.shape
+    ch = min(h, size) if size else h
+    cw = min(w, size) if size else w
+    ch -= ch % multiple
+    cw -= cw % multiple
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return plane[y:y + ch, x:x + cw]
+
+
+def synthetic_val_items(planes, task, levels, crop, seed) -> list[ValItem]:
+    """Fixed degraded validation cases (the same for every run with this seed)."""
+    from .. import degrade
+
+    rng = np.random.default_rng([seed, 7919])
+    items = []
+    multiple = int(np.lcm.reduce([int(s) for s in levels])) if task == "sr" else 1
+    for name, plane in planes:
+        target = _centre_crop(plane, crop, multiple).astype(np.float32)
+        for level in levels:
+            if task == "denoise":
+                noise = rng.standard_normal(target.shape).astype(np.float32) * np.float32(level / 255.0)
+                items.append(ValItem(name, float(level), target + noise, target))
+            elif task == "sr":
+                lr_up = degrade.bicubic_degrade(target.astype(np.float32), int(level))
+                items.append(ValItem(name, int(level), np.asarray(lr_up, np.float32), target, int(level)))
+            else:
+                t8 = np.round(np.clip(target, 0, 1) * 255).astype(np.uint8)
+                jpg = degrade.jpeg_compress(t8, int(level))
+                items.append(ValItem(name, int(level), np.asarray(jpg, np.float32) / 255, t8.astype(np.float32) / 255))
+    return items
+
+
+def pair_val_items(items: list[TrainItem], crop: int) -> list[ValItem]:
+    return [ValItem(it.name, None, _centre_crop(it.input, crop), _centre_crop(it.target, crop)) for it in items]
+
+
+def split_validation(entries: list, count: int, fraction: float | None, seed: int) -> tuple[list, list]:
+    """Hold out whole images (never patches of training images): (train, val)."""
+    n = len(entries)
+    k = int(round(fraction * n)) if fraction is not None else count
+    k = min(k, n - 1) if n > 1 else 0
+    if k <= 0:
+        return list(entries), []
+    order = np.random.default_rng([seed, 104729]).permutation(n)
+    val_idx = set(order[:k].tolist())
+    return [e for i, e in enumerate(entries) if i not in val_idx], [e for i, e in enumerate(entries) if i in val_idx]
+
+
+# ------------------------------------------------------------------------- entry point
+def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int | None = None) -> TrainingData:
+    """Load and check everything a run needs; raise ONE ValueError listing all problems.
+
+    ``clean``: a folder, a list of image paths or arrays (synthetic degradation).
+    ``pairs``: ``(degraded_folder, clean_folder)`` or a list of ``(degraded, clean)`` arrays.
+    ``validation``: None (hold out ``config.val_count``/``val_fraction`` images), a folder or list
+    of clean images (synthetic) or a list of pairs / a pair of folders (real pairs)."""
+    task = config.task
+    clean = clean if clean is not None else config.clean_dir
+    if pairs is None and config.pairs_input_dir and config.pairs_target_dir:
+        pairs = (config.pairs_input_dir, config.pairs_target_dir)
+    validation = validation if validation is not None else config.val_dir
+    if (clean is None) == (pairs is None):
+        raise ValueError("give exactly one training source: clean images (clean=/--clean-dir) or degraded/clean pairs (pairs=/--pairs)")
+    min_size = min_size or config.patch_size
+    problems: list[str] = []
+    if clean is not None:
+        planes = _load_planes(clean, task, "image", problems)
+        if task == "deblock":
+            planes = [(n, _quantize(p)) for n, p in planes]
+        planes = [(n, p) for n, p in planes if _check_plane(n, p, min_size, problems)]
+        if isinstance(validation, (str, os.PathLike)) or isinstance(validation, (list, tuple)):
+            val_planes = _load_planes(validation, task, "validation image", problems)
+            val_planes = [(n, p) for n, p in val_planes if _check_plane(n, p, 8, problems)]
+            train_planes = planes
+        else:
+            train_planes, val_planes = split_validation(planes, config.val_count, config.val_fraction, config.seed)
+        if not problems and not train_planes:
+            problems.append("no training images left (all were held out for validation or none were given)")
+        if problems:
+            raise ValueError(_report(problems))
+        val = synthetic_val_items(val_planes, task, config.resolved_val_levels(), config.val_crop, config.seed)
+        desc = _describe_source(clean, len(planes))
+        return TrainingData(task, "synthetic", [TrainItem(n, p) for n, p in train_planes], val, desc)
+    items = load_pair_items(pairs, task, min_size, problems)
+    if validation is not None:
+        val_items = load_pair_items(validation, task, 8, problems)
+        train_items = items
+    else:
+        train_items, val_items = split_validation(items, config.val_count, config.val_fraction, config.seed)
+    if not problems and not train_items:
+        problems.append("no training pairs left (all were held out for validation or none were given)")
+    if problems:
+        raise ValueError(_report(problems))
+    desc = f"pairs {pairs[0]} -> {pairs[1]}" if isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], (str, os.PathLike)) else f"{len(items)} array pairs"
+    return TrainingData(task, "pairs", train_items, pair_val_items(val_items, config.val_crop), desc)
+
+
+def _describe_source(source, n: int) -> str:
+    if isinstance(source, (str, os.PathLike)):
+        return f"{n} images from {source}"
+    if isinstance(source, (list, tuple)) and source and all(isinstance(s, (str, os.PathLike)) for s in source):
+        if all(Path(s).is_dir() for s in source):
+            return f"{n} images from " + " + ".join(str(s) for s in source)
+        return f"{n} image files"
+    return f"{n} arrays"
+
+
+def _report(problems: Sequence[str]) -> str:
+    head = f"training data refused ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"
+    return "\n  ".join([head, *problems])

@@ -1,0 +1,109 @@
+"""Typed events of a training run.
+
+The trainer is a generator of these; the napari widget, the CLI and scripts
+all consume the same stream. Nothing here touches Qt. Every event turns into
+a JSON-ready dict with ``to_dict()`` (the ``events.jsonl`` line format)."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+
+
+def _clean(value):
+    """JSON-safe copy: non-finite floats become None, tuples become lists."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {str(k): _clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_clean(v) for v in value]
+    return value
+
+
+@dataclass
+class TrainingEvent:
+    """Base class: ``kind`` names the event in JSON."""
+
+    kind = "event"
+
+    def to_dict(self) -> dict:
+        return {"event": self.kind, **_clean(asdict(self))}
+
+
+@dataclass
+class Started(TrainingEvent):
+    """The run is set up: data checked, model built, maybe resumed."""
+
+    kind = "started"
+    step: int  # first step to run (0, or the resumed step)
+    total: int
+    device: str
+    precision: str
+    parameters: int
+    train_images: int
+    val_items: int
+    resumed: bool = False
+
+
+@dataclass
+class Step(TrainingEvent):
+    """One optimisation step finished."""
+
+    kind = "step"
+    step: int  # steps done so far (1-based after the first step)
+    total: int
+    loss: float  # the optimised loss of this step
+    branch_losses: list[float] = field(default_factory=list)  # per memory block (multi-supervised)
+    branch_weights: list[float] = field(default_factory=list)  # w_m
+    lr: float = 0.0
+    patches_per_s: float = 0.0
+    eta_s: float = 0.0
+    grad_norm: float = 0.0
+
+
+@dataclass
+class Validation(TrainingEvent):
+    """PSNR (dB) of the model on the held-out validation items."""
+
+    kind = "validation"
+    step: int
+    psnr: float  # mean over validation items
+    baseline_psnr: float  # the degraded input itself
+    base_model_psnr: float | None = None  # the model before this run's first step
+    per_level: dict = field(default_factory=dict)  # level -> {"psnr":..., "baseline_psnr":...}
+    seconds: float = 0.0
+
+
+@dataclass
+class CheckpointSaved(TrainingEvent):
+    kind = "checkpoint"
+    step: int
+    path: str
+    seconds: float = 0.0
+
+
+@dataclass
+class Finished(TrainingEvent):
+    """The run ended (all steps done, or stopped on request) and the model was saved."""
+
+    kind = "finished"
+    step: int
+    total: int
+    stopped: bool
+    model_name: str
+    model_path: str
+    psnr: float | None = None
+    baseline_psnr: float | None = None
+    base_model_psnr: float | None = None
+    seconds: float = 0.0
+
+
+@dataclass
+class Failed(TrainingEvent):
+    kind = "failed"
+    step: int
+    error: str  # "ExceptionType: message"
+
+
+__all__ = ["CheckpointSaved", "Failed", "Finished", "Started", "Step", "TrainingEvent", "Validation"]

@@ -1,0 +1,147 @@
+"""Random training batches: patches, 8-fold augmentation, on-the-fly degradation.
+
+Patch positions, augmentations, SR scales and JPEG qualities come from a numpy
+``Generator``; noise sigmas and the noise itself come from a ``torch.Generator``
+on the training device. Both states are saved in checkpoints, so a resumed run
+draws exactly the batches the uninterrupted run would have drawn.
+
+* denoise: ``input = clean + N(0, sigma/255)``, sigma ~ U[lo, hi] per patch,
+  on the device (batched).
+* sr: a patch a little larger than ``patch_size`` (a multiple of every scale) is
+  bicubic down-then-up sampled (MATLAB ``imresize``) on the device, one group per
+  scale, then the centre ``patch_size`` square is cut (away from the patch border).
+* deblock: a ``patch_size + 7`` uint8 patch is JPEG-encoded on the CPU (Pillow) at
+  quality ~ U{lo..hi}, and a ``patch_size`` square is cut at a random offset so
+  the 8x8 block grid falls at every phase.
+* real pairs: the same crop and augmentation of input and target, no degradation.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .data import TrainItem
+
+SR_MARGIN = 4  # pixels kept between the cut patch and the border of the resampled patch
+
+
+def crop_size(task: str, patch: int, levels, pairs: bool) -> int:
+    """Side of the square cut from a training image before degradation."""
+    if pairs:
+        return patch
+    if task == "sr":
+        lcm = math.lcm(*[int(s) for s in levels])
+        return int(math.ceil((patch + 2 * SR_MARGIN) / lcm) * lcm)
+    if task == "deblock":
+        return patch + 7
+    return patch
+
+
+def augment(patch: np.ndarray, k: int) -> np.ndarray:
+    """One of the 8 dihedral transforms: rotate by k*90 degrees, then flip if k >= 4."""
+    out = np.rot90(patch, k % 4, axes=(-2, -1))
+    if k >= 4:
+        out = out[..., ::-1]
+    return out
+
+
+class PatchSampler:
+    """Draws (input, target) batches of shape (N, 1, P, P) on ``device``."""
+
+    def __init__(self, items: list[TrainItem], task: str, levels, patch: int, seed: int, device):
+        self.items = items
+        self.task = task
+        self.levels = tuple(levels)
+        self.patch = int(patch)
+        self.device = torch.device(device)
+        self.pairs = items[0].input is not None
+        self.crop = crop_size(task, patch, levels, self.pairs)
+        too_small = [it.name for it in items if min(it.target.shape) < self.crop]
+        if too_small:
+            raise ValueError(f"images smaller than the {self.crop}x{self.crop} crop a patch needs: {', '.join(too_small)}")
+        # weight images by how many patch positions they hold (uniform over pixels)
+        counts = np.array([(it.target.shape[0] - self.crop + 1) * (it.target.shape[1] - self.crop + 1) for it in items], float)
+        self.weights = counts / counts.sum()
+        self.rng = np.random.default_rng(seed)
+        self.gen = torch.Generator(device=self.device)
+        self.gen.manual_seed(int(seed) + 1)
+
+    # ---------------------------------------------------------------- state
+    def state_dict(self) -> tuple[dict, dict]:
+        """(JSON-able numpy state, tensors) of both generators."""
+        return {"numpy": self.rng.bit_generator.state}, {"torch": self.gen.get_state()}
+
+    def load_state_dict(self, meta: dict, tensors: dict) -> None:
+        self.rng.bit_generator.state = meta["numpy"]
+        self.gen.set_state(tensors["torch"].to(torch.uint8).cpu())
+
+    # ---------------------------------------------------------------- sampling
+    def _crops(self, n: int, size: int):
+        """n augmented crops (n, size, size) of targets, and of inputs for pairs."""
+        idx = self.rng.choice(len(self.items), size=n, p=self.weights)
+        tgt = np.empty((n, size, size), np.float32)
+        inp = np.empty((n, size, size), np.float32) if self.pairs else None
+        for j, i in enumerate(idx):
+            item = self.items[i]
+            h, w = item.target.shape
+            y = int(self.rng.integers(0, h - size + 1))
+            x = int(self.rng.integers(0, w - size + 1))
+            k = int(self.rng.integers(0, 8))
+            tgt[j] = augment(item.target[y:y + size, x:x + size], k)
+            if inp is not None:
+                inp[j] = augment(item.input[y:y + size, x:x + size], k)
+        return tgt, inp
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, list]:
+        """(input, target, per-sample levels) with input/target (n, 1, P, P) float32 on the device."""
+        tgt, inp = self._crops(n, self.crop)
+        dev = self.device
+        if self.pairs:
+            return _to(inp, dev), _to(tgt, dev), [None] * n
+        if self.task == "denoise":
+            target = _to(tgt, dev)
+            lo, hi = self.levels
+            sigma = lo + (hi - lo) * torch.rand(n, generator=self.gen, device=dev)
+            noise = torch.randn(target.shape, generator=self.gen, device=dev)
+            return target + noise * (sigma / 255.0).view(-1, 1, 1, 1), target, sigma.tolist()
+        if self.task == "sr":
+            return self._sr_batch(tgt)
+        return self._jpeg_batch(tgt)
+
+    def _sr_batch(self, tgt: np.ndarray):
+        from ..degrade import bicubic_degrade
+
+        n, p = len(tgt), self.patch
+        scales = self.rng.choice(np.asarray(self.levels), size=n)
+        full = _to(tgt, self.device)
+        degraded = torch.empty_like(full)
+        for s in np.unique(scales):
+            sel = torch.as_tensor(np.flatnonzero(scales == s), device=self.device)
+            degraded[sel] = bicubic_degrade(full[sel], int(s)).to(full.dtype)
+        o = (self.crop - p) // 2
+        return degraded[..., o:o + p, o:o + p].contiguous(), full[..., o:o + p, o:o + p].contiguous(), scales.tolist()
+
+    def _jpeg_batch(self, tgt: np.ndarray):
+        from ..degrade import jpeg_compress
+
+        n, p = len(tgt), self.patch
+        lo, hi = self.levels
+        qualities = self.rng.integers(lo, hi + 1, size=n)
+        offsets = self.rng.integers(0, self.crop - p + 1, size=(n, 2))
+        inp = np.empty((n, p, p), np.float32)
+        out = np.empty((n, p, p), np.float32)
+        for j in range(n):
+            t8 = np.round(np.clip(tgt[j], 0, 1) * 255).astype(np.uint8)
+            jpg = jpeg_compress(np.ascontiguousarray(t8), int(qualities[j]))
+            y, x = offsets[j]
+            inp[j] = jpg[y:y + p, x:x + p].astype(np.float32) / 255
+            out[j] = t8[y:y + p, x:x + p].astype(np.float32) / 255
+        return _to(inp, self.device), _to(out, self.device), qualities.tolist()
+
+
+def _to(arr: np.ndarray, device) -> torch.Tensor:
+    t = torch.from_numpy(np.ascontiguousarray(arr)).unsqueeze(1)
+    return t.to(device, non_blocking=True) if t.device != device else t
