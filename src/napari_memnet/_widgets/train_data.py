@@ -1,0 +1,254 @@
+"""Gathering training data for the Train widget: layers or folders -> the training engine's inputs.
+
+No Qt here (napari layers are only read), so every rule is testable on its own.
+Four sources, named by the ``SOURCE_*`` constants:
+
+* layer pairs (degraded, clean), registered pixel for pixel (for super-resolution
+  the clean layer is ``scale`` times larger);
+* two folders of images matched by file name (TIFF, PNG, JPEG, BMP);
+* clean layers, or a folder of clean images, degraded on the fly by the engine.
+
+Validation is one of ``VAL_*``: a held-out region of every image (the far end of
+its longer axis; layer sources only), a held-out fraction of the images/pairs,
+or none. The engine (``napari_memnet.training.data.prepare_data``) checks
+everything; ``check_request`` runs it and rewrites its ``pair[i]``/``image[i]``
+names into the layer names the user sees.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+SOURCE_LAYER_PAIRS = "layer pairs (degraded, clean)"
+SOURCE_FOLDER_PAIRS = "folder pairs (matched by name)"
+SOURCE_CLEAN_LAYERS = "clean layers (synthetic degradation)"
+SOURCE_CLEAN_FOLDER = "clean folder (synthetic degradation)"
+SOURCES = (SOURCE_LAYER_PAIRS, SOURCE_FOLDER_PAIRS, SOURCE_CLEAN_LAYERS, SOURCE_CLEAN_FOLDER)
+LAYER_SOURCES = (SOURCE_LAYER_PAIRS, SOURCE_CLEAN_LAYERS)
+
+VAL_REGION = "held-out region of each image"
+VAL_FRACTION = "held-out fraction of the images"
+VAL_NONE = "none"
+
+# synthetic degradation levels offered by default (text of the "levels" field)
+DEFAULT_LEVEL_TEXT = {"denoise": "5, 50", "sr": "2, 3, 4", "deblock": "10, 40"}
+LEVEL_HELP = {"denoise": "noise sigma range lo, hi (0..255 scale)",
+              "sr": "scales, e.g. 2, 3, 4",
+              "deblock": "JPEG quality range lo, hi (1..100)"}
+
+
+@dataclass
+class DataRequest:
+    """What the engine gets: ``clean`` or ``pairs``, optional explicit ``validation``."""
+
+    source: str
+    clean: list | str | None = None
+    pairs: list | tuple | None = None
+    validation: list | tuple | None = None
+    val_fraction: float | None = None  # hold out whole images (engine side)
+    names: dict = field(default_factory=dict)  # engine name ("pair[0]") -> user name
+    description: str = ""
+    levels: tuple | None = None  # fixed by the data (SR pair scale), else None
+    preview_origin: tuple | None = None  # (layer, (y, x)) of the first validation image
+    notes: list = field(default_factory=list)  # things worth telling the user (not errors)
+
+
+def parse_levels(text: str, task: str) -> tuple:
+    """``"5, 50"`` -> ``(5.0, 50.0)``; the engine's ``TrainConfig`` checks the ranges."""
+    parts = [p for p in re.split(r"[,\s;]+", str(text).strip()) if p]
+    try:
+        values = tuple(float(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"levels {text!r}: expected numbers, {LEVEL_HELP.get(task, '')}") from None
+    if not values:
+        raise ValueError(f"levels are empty: expected {LEVEL_HELP.get(task, 'numbers')}")
+    if task in ("sr", "deblock"):
+        if any(v != int(v) for v in values):
+            raise ValueError(f"levels {text!r}: expected whole numbers, {LEVEL_HELP[task]}")
+        values = tuple(int(v) for v in values)
+    return values
+
+
+def layer_plane(layer, world_point=None) -> np.ndarray:
+    """The 2-D (or 2-D RGB) plane of an image layer shown at ``world_point`` (an in-memory copy)."""
+    from napari.layers import Image
+
+    from . import layer_io
+
+    if layer is None:
+        raise ValueError("no layer chosen: pick an image layer")
+    if not isinstance(layer, Image):
+        raise ValueError(f"{layer.name!r} is a {type(layer).__name__} layer; training uses image layers")
+    if getattr(layer, "multiscale", False):
+        raise ValueError(f"{layer.name!r} is a multiscale (pyramid) image; use one level as its own layer")
+    if layer_io.n_stack_axes(layer) > 0:
+        point = world_point if world_point is not None else [0.0] * layer.ndim
+        return np.array(layer_io.take_plane(layer, layer_io.plane_index(layer, point)))
+    return np.array(layer.data)
+
+
+def _spatial(arr: np.ndarray) -> tuple[int, int]:
+    return (arr.shape[0], arr.shape[1])
+
+
+def split_region(arr: np.ndarray, fraction: float, unit: int = 1, axis: int | None = None):
+    """(train part, held-out part, (y, x) offset of the held-out part, axis).
+
+    The held-out part is the last ``fraction`` of the longer spatial axis (or ``axis``),
+    its start a multiple of ``unit`` (the SR scale of a low-resolution partner)."""
+    h, w = _spatial(arr)
+    if axis is None:
+        axis = 0 if h >= w else 1
+    n = (h, w)[axis]
+    cut = int(round(n * (1.0 - fraction) / unit)) * unit
+    cut = min(max(cut, unit), n - unit) if n >= 2 * unit else n
+    if axis == 0:
+        return arr[:cut], arr[cut:], (cut, 0), axis
+    return arr[:, :cut], arr[:, cut:], (0, cut), axis
+
+
+def _sr_scale(degraded: np.ndarray, clean: np.ndarray) -> int:
+    (dh, dw), (ch, cw) = _spatial(degraded), _spatial(clean)
+    if dh and dw and ch % dh == 0 and cw % dw == 0 and ch // dh == cw // dw and ch // dh >= 2:
+        return ch // dh
+    return 1
+
+
+def from_layer_pairs(pairs, task: str, validation: str, fraction: float, world_point=None) -> DataRequest:
+    """Request from ``[(degraded_layer, clean_layer), ...]``."""
+    if not pairs:
+        raise ValueError("no layer pair chosen: pick a degraded and a clean layer (and press 'add pair' for more)")
+    problems, arrays, names = [], [], {}
+    for i, (deg, cln) in enumerate(pairs):
+        label = f"{getattr(deg, 'name', deg)!r} \u2192 {getattr(cln, 'name', cln)!r}"
+        names[f"pair[{i}]"] = label
+        if deg is cln:
+            problems.append(f"{label}: the degraded and the clean layer are the same layer")
+            continue
+        try:
+            arrays.append((layer_plane(deg, world_point), layer_plane(cln, world_point)))
+        except ValueError as exc:
+            problems.append(f"{label}: {exc}")
+    if problems:
+        raise ValueError(_report(problems))
+    scales = {_sr_scale(d, c) for d, c in arrays} if task == "sr" else {1}
+    levels = (scales.pop(),) if task == "sr" and len(scales) == 1 and 1 not in scales else None
+    req = DataRequest(SOURCE_LAYER_PAIRS, names=names, levels=levels,
+                      description="napari layer pairs: " + ", ".join(names.values()))
+    if validation == VAL_REGION:
+        train, val = [], []
+        for i, (d, c) in enumerate(arrays):
+            s = _sr_scale(d, c) if task == "sr" else 1
+            c_tr, c_val, offset, axis = split_region(c, fraction, unit=s)
+            cut = (offset[0] or offset[1]) // s
+            d_tr, d_val = (d[:cut], d[cut:]) if axis == 0 else (d[:, :cut], d[:, cut:])
+            train.append((d_tr, c_tr))
+            val.append((d_val, c_val))
+            if i == 0:
+                req.preview_origin = (pairs[0][1], offset, c_val.shape[:2])
+        req.pairs, req.validation = train, val
+    else:
+        req.pairs = arrays
+        if validation == VAL_FRACTION:
+            req.val_fraction = fraction
+            if len(arrays) < 2:
+                req.notes.append("one pair only: nothing to hold out as a fraction, so no validation "
+                                 f"(choose '{VAL_REGION}')")
+    return req
+
+
+def from_clean_layers(layers, validation: str, fraction: float, world_point=None) -> DataRequest:
+    """Request from clean layers (the engine degrades them on the fly)."""
+    if not layers:
+        raise ValueError("no clean layer chosen: select one or more image layers")
+    problems, planes, names = [], [], {}
+    for i, layer in enumerate(layers):
+        names[f"image[{i}]"] = repr(layer.name)
+        names[f"validation image[{i}]"] = f"validation region of {layer.name!r}"
+        try:
+            planes.append(layer_plane(layer, world_point))
+        except ValueError as exc:
+            problems.append(f"{layer.name!r}: {exc}")
+    if problems:
+        raise ValueError(_report(problems))
+    req = DataRequest(SOURCE_CLEAN_LAYERS, names=names,
+                      description="napari clean layers: " + ", ".join(repr(la.name) for la in layers))
+    if validation == VAL_REGION:
+        train, val = [], []
+        for i, plane in enumerate(planes):
+            tr, va, offset, _axis = split_region(plane, fraction)
+            train.append(tr)
+            val.append(va)
+            if i == 0:
+                req.preview_origin = (layers[0], offset, va.shape[:2])
+        req.clean, req.validation = train, val
+    else:
+        req.clean = planes
+        if validation == VAL_FRACTION:
+            req.val_fraction = fraction
+            if len(planes) < 2:
+                req.notes.append("one image only: nothing to hold out as a fraction, so no validation "
+                                 f"(choose '{VAL_REGION}')")
+    return req
+
+
+def _folder(path, what: str) -> Path:
+    if path is None or str(path) in ("", "."):
+        raise ValueError(f"no {what} folder chosen")
+    path = Path(path)
+    if not path.is_dir():
+        raise ValueError(f"{what} folder {str(path)!r} does not exist or is not a folder")
+    return path
+
+
+def from_folder_pairs(degraded_dir, clean_dir, validation: str, fraction: float) -> DataRequest:
+    """Request from two folders whose images match by file name (stem)."""
+    deg, cln = _folder(degraded_dir, "degraded"), _folder(clean_dir, "clean")
+    if deg.resolve() == cln.resolve():
+        raise ValueError("the degraded and the clean folder are the same folder")
+    if validation == VAL_REGION:
+        raise ValueError(f"'{VAL_REGION}' is for layer sources; for folders choose '{VAL_FRACTION}'")
+    return DataRequest(SOURCE_FOLDER_PAIRS, pairs=(str(deg), str(cln)),
+                       val_fraction=fraction if validation == VAL_FRACTION else None,
+                       description=f"folder pairs {deg} -> {cln}")
+
+
+def from_clean_folder(folder, validation: str, fraction: float) -> DataRequest:
+    """Request from a folder of clean images (degraded on the fly)."""
+    path = _folder(folder, "clean")
+    if validation == VAL_REGION:
+        raise ValueError(f"'{VAL_REGION}' is for layer sources; for folders choose '{VAL_FRACTION}'")
+    return DataRequest(SOURCE_CLEAN_FOLDER, clean=str(path),
+                       val_fraction=fraction if validation == VAL_FRACTION else None,
+                       description=f"clean images from {path}")
+
+
+def rename(message: str, names: dict) -> str:
+    """Replace the engine's ``pair[i]``/``image[i]`` labels with the user's layer names."""
+    for key in sorted(names, key=len, reverse=True):  # "validation image[0]" before "image[0]"
+        message = re.sub(r"(?<![\w\]])" + re.escape(key), lambda _m, k=key: names[k], message)
+    return message
+
+
+def check_request(request: DataRequest, config):
+    """Run the engine's data loading and checks; ``ValueError`` (user names) or ``TrainingData``."""
+    from ..training.data import prepare_data
+    from ..training.sampler import crop_size
+
+    need = crop_size(config.task, config.patch_size, config.levels, request.pairs is not None)
+    try:
+        data = prepare_data(config, clean=request.clean, pairs=request.pairs,
+                            validation=request.validation, min_size=need)
+    except ValueError as exc:
+        raise ValueError(rename(str(exc), request.names)) from None
+    data.description = request.description
+    return data
+
+
+def _report(problems: list[str]) -> str:
+    head = f"training data refused ({len(problems)} problem{'s' if len(problems) != 1 else ''}):"
+    return "\n  ".join([head, *problems])

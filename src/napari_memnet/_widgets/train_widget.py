@@ -1,0 +1,566 @@
+"""The "Train (MemNet)" dock widget: fine-tune a multi-supervised MemNet on the user's images.
+
+A magicgui ``Container``. ``Start`` gathers the data on the main thread
+(``train_data``: layer planes are copied, folders only named), then runs
+``train_job`` in a napari ``thread_worker``: the engine's checks, the trainer's
+event stream and previews. The worker never touches Qt; every event reaches the
+main thread through the worker's ``yielded`` signal and updates the progress
+bar, the plots (``train_plot``), the w_m bars and the preview layer.
+``Stop`` sets the trainer's stop event (it saves a checkpoint and a usable
+model); ``Resume`` continues that run from its checkpoint. The result is a user
+model (``list_models()``); the Restore widget's list is refreshed and
+``Restore with it`` applies it to the selected layer through that widget.
+
+Scripting::
+
+    w = TrainWidget(viewer)
+    w.add_pair(viewer.layers["noisy"], viewer.layers["clean"])
+    w.steps.value = 200
+    outcome = w.run_blocking()        # or: worker = w.start()
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit,
+                              ProgressBar, PushButton, Select, SpinBox)
+
+from . import layer_io
+from . import train_data as td
+from .progress import format_seconds
+from .train_job import DataChecked, JobOutcome, Preview
+from .train_plot import LinePlot, WeightBars
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+FROM_SCRATCH = "__from_scratch__"
+PREVIEW_LAYER = "MemNet training preview"
+RESTORE_WIDGET = "Restore (MemNet)"
+
+
+def _row(*widgets, label=None) -> Container:
+    row = Container(widgets=list(widgets), layout="horizontal", labels=False, label=label or "")
+    row.margins = (0, 0, 0, 0)
+    return row
+
+
+class TrainWidget(Container):
+    """Fine-tune (or train from scratch) a MemNet on layer pairs, folders or clean images."""
+
+    def __init__(self, napari_viewer: napari.viewer.Viewer):
+        self._viewer = napari_viewer
+        self._worker = None
+        self._stop_event: threading.Event | None = None
+        self._pairs: list[tuple] = []
+        self._last_run: dict | None = None
+        self._t_start = 0.0
+        self.last_outcome: JobOutcome | None = None
+        self.last_model: str | None = None
+        self.events: list = []  # every event of the current run (for scripts and tests)
+
+        # ---------------------------------------------------------------- data
+        self.source = ComboBox(label="data", choices=list(td.SOURCES), value=td.SOURCE_LAYER_PAIRS)
+        self.degraded = ComboBox(label="degraded layer", choices=self._image_choices, nullable=True)
+        self.clean = ComboBox(label="clean layer", choices=self._image_choices, nullable=True)
+        self.add_pair_button = PushButton(text="add pair")
+        self.clear_pairs_button = PushButton(text="clear")
+        self.pairs_label = Label(value="")
+        self.pair_row = _row(self.add_pair_button, self.clear_pairs_button, self.pairs_label, label="pairs")
+        self.clean_layers = Select(label="clean layers", choices=self._image_choices)
+        self.degraded_dir = FileEdit(label="degraded folder", mode="d")
+        self.clean_dir = FileEdit(label="clean folder", mode="d")
+        self.levels = LineEdit(label="levels", value=td.DEFAULT_LEVEL_TEXT["denoise"])
+        self.validation = ComboBox(label="validation", choices=[td.VAL_REGION, td.VAL_FRACTION, td.VAL_NONE],
+                                   value=td.VAL_REGION)
+        self.val_fraction = FloatSpinBox(label="held-out fraction", value=0.2, min=0.05, max=0.5, step=0.05)
+        # ---------------------------------------------------------------- model
+        self.task = ComboBox(label="task", value="denoise",
+                             choices=[(label, key) for key, label in layer_io.TASK_LABELS.items()])
+        self.base_model = ComboBox(label="base model", choices=self._base_choices)
+        self.blocks = SpinBox(label="memory blocks M", value=4, min=1, max=12)
+        self.recursions = SpinBox(label="recursions R", value=4, min=1, max=12)
+        self.channels = SpinBox(label="channels C", value=32, min=4, max=256, step=4,
+                                tooltip="the paper uses M6 R6 C64")
+        self.steps = SpinBox(label="steps", value=300, min=1, max=10_000_000)
+        self.model_name = LineEdit(label="save as", value="my-denoise-model")
+        # ---------------------------------------------------------------- advanced
+        self.show_advanced = CheckBox(text="advanced settings", value=False)
+        self.patch_size = SpinBox(label="patch size", value=31, min=8, max=512)
+        self.batch_size = SpinBox(label="batch size", value=16, min=1, max=1024)
+        self.learning_rate = LineEdit(label="learning rate", value="auto",
+                                      tooltip="auto: 1e-4 when fine-tuning a model, 1e-3 from scratch (Adam)")
+        self.multi_supervised = CheckBox(text="multi-supervised loss (w_m)", value=True)
+        self.device = ComboBox(label="device", choices=self._device_choices)
+        self.validate_every = SpinBox(label="validate every", value=0, min=0, max=1_000_000,
+                                      tooltip="steps between validations; 0 = a tenth of the steps")
+        self.preview_every = SpinBox(label="preview every", value=0, min=0, max=1_000_000,
+                                     tooltip="steps between preview updates; 0 = at each validation")
+        self.seed = SpinBox(label="seed", value=0, min=0, max=2**31 - 1)
+        self.advanced = Container(widgets=[self.patch_size, self.batch_size, self.learning_rate,
+                                           self.multi_supervised, self.device, self.validate_every,
+                                           self.preview_every, self.seed], labels=True, visible=False)
+        self.advanced.margins = (12, 0, 0, 0)
+        # ---------------------------------------------------------------- run
+        self.check_button = PushButton(text="Check data")
+        self.start_button = PushButton(text="Start")
+        self.stop_button = PushButton(text="Stop", enabled=False)
+        self.resume_button = PushButton(text="Resume", enabled=False)
+        self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
+        self.status = Label(value="")
+        self.data_message = Label(value="", visible=False)
+        self.weights_label = Label(value="")
+        self.restore_button = PushButton(text="Restore with it", enabled=False)
+        super().__init__(widgets=[
+            self.source, self.degraded, self.clean, self.pair_row, self.clean_layers, self.degraded_dir,
+            self.clean_dir, self.levels, self.validation, self.val_fraction, self.task, self.base_model,
+            self.blocks, self.recursions, self.channels, self.steps, self.model_name, self.show_advanced,
+            self.advanced, _row(self.check_button, self.start_button, self.stop_button, self.resume_button),
+            self.data_message, self.progress, self.status], labels=True)
+        for label in (self.status, self.data_message, self.pairs_label):
+            label.native.setWordWrap(True)
+        # plots: plain Qt widgets under the form
+        self.loss_plot = LinePlot("training loss (log)", log_y=True)
+        self.psnr_plot = LinePlot("validation PSNR (dB)")
+        self.weight_bars = WeightBars()
+        layout = self.native.layout()
+        for w in (self.loss_plot, self.psnr_plot, self.weight_bars):
+            layout.addWidget(w)
+        layout.addWidget(self.weights_label.native)
+        layout.addWidget(self.restore_button.native)
+
+        self.source.changed.connect(self._update_visibility)
+        self.validation.changed.connect(self._update_visibility)
+        self.task.changed.connect(self._on_task_changed)
+        self.base_model.changed.connect(self._update_visibility)
+        self.show_advanced.changed.connect(self._update_visibility)
+        self.model_name.changed.connect(self._update_buttons)
+        self.add_pair_button.changed.connect(lambda *_: self.add_pair())
+        self.clear_pairs_button.changed.connect(lambda *_: self.clear_pairs())
+        self.check_button.changed.connect(lambda *_: self.check_data())
+        self.start_button.changed.connect(lambda *_: self.start())
+        self.stop_button.changed.connect(lambda *_: self.stop())
+        self.resume_button.changed.connect(lambda *_: self.resume())
+        self.restore_button.changed.connect(lambda *_: self.restore_with_model())
+        layers = napari_viewer.layers
+        for signal in (layers.events.inserted, layers.events.removed, layers.events.moved):
+            signal.connect(self._on_layers_changed)
+        self._on_layers_changed()
+        self._update_visibility()
+
+    # ------------------------------------------------------------------ choices
+    def _image_choices(self, _widget=None):
+        from napari.layers import Image
+
+        return [(layer.name, layer) for layer in self._viewer.layers
+                if isinstance(layer, Image) and layer.name != PREVIEW_LAYER]
+
+    def _base_choices(self, _widget=None):
+        from ..modelfile import list_models
+
+        try:
+            models = list_models(self.task.value)
+        except Exception as exc:  # a broken model folder must not break the widget
+            return [(f"(cannot list models: {exc})", FROM_SCRATCH)]
+        return [(f"{m.name} ({m.source})", m.name) for m in models] + [("from scratch (M, R, C)", FROM_SCRATCH)]
+
+    def _device_choices(self, _widget=None):
+        try:
+            from ..devices import available_devices
+
+            devices = list(available_devices())
+        except ImportError:  # napari_memnet.devices not installed yet: the CPU always works
+            devices = ["cpu"]
+        return [("auto", "auto")] + [(d, d) for d in devices]
+
+    def refresh_models(self, *_args) -> None:
+        """Re-read the model lists (base models here, and the Restore widget's if docked)."""
+        self.base_model.reset_choices()
+        restore = self._restore_widget()
+        if restore is not None:
+            restore.refresh_models()
+
+    def _restore_widget(self, create: bool = False):
+        try:
+            for widget in self._viewer.window.dock_widgets.values():
+                if hasattr(widget, "refresh_models") and type(widget).__name__ == "RestoreWidget":
+                    return widget
+        except AttributeError:  # a viewer without a Qt window
+            return None
+        if create:
+            return self._viewer.window.add_plugin_dock_widget("napari-memnet", RESTORE_WIDGET)[1]
+        return None
+
+    # ----------------------------------------------------------------- reactions
+    def _on_layers_changed(self, *_args) -> None:
+        for combo in (self.degraded, self.clean, self.clean_layers):
+            combo.reset_choices()
+        alive = set(map(id, self._viewer.layers))
+        self._pairs = [(d, c) for d, c in self._pairs if id(d) in alive and id(c) in alive]
+        images = [c[1] for c in self._image_choices()]
+        if len(images) >= 2 and self.degraded.value is None and self.clean.value is None:
+            self.degraded.value, self.clean.value = images[-1], images[0]  # top layer = degraded sample
+        self._show_pairs()
+
+    def _on_task_changed(self, *_args) -> None:
+        task = self.task.value
+        self.levels.value = td.DEFAULT_LEVEL_TEXT[task]
+        self.levels.tooltip = td.LEVEL_HELP[task]
+        name = self.model_name.value
+        if name.startswith("my-") and name.endswith("-model"):
+            self.model_name.value = f"my-{task}-model"
+        self.base_model.reset_choices()
+        self._update_visibility()
+
+    def _update_visibility(self, *_args) -> None:
+        src = self.source.value
+        for w in (self.degraded, self.clean, self.pair_row):
+            w.visible = src == td.SOURCE_LAYER_PAIRS
+        self.clean_layers.visible = src == td.SOURCE_CLEAN_LAYERS
+        self.degraded_dir.visible = src == td.SOURCE_FOLDER_PAIRS
+        self.clean_dir.visible = src in (td.SOURCE_FOLDER_PAIRS, td.SOURCE_CLEAN_FOLDER)
+        self.levels.visible = src in (td.SOURCE_CLEAN_LAYERS, td.SOURCE_CLEAN_FOLDER)
+        if src not in td.LAYER_SOURCES and self.validation.value == td.VAL_REGION:
+            self.validation.value = td.VAL_FRACTION
+        self.val_fraction.visible = self.validation.value != td.VAL_NONE
+        scratch = self.base_model.value == FROM_SCRATCH
+        for w in (self.blocks, self.recursions, self.channels):
+            w.visible = scratch
+        self.advanced.visible = bool(self.show_advanced.value)
+        self._update_buttons()
+
+    def _run_dir(self, name: str | None = None):
+        from ..modelfile import user_models_dir
+
+        return user_models_dir() / "runs" / (name or self.model_name.value)
+
+    def _has_checkpoint(self) -> bool:
+        from ..training.checkpoint import CHECKPOINT_NAME
+
+        try:
+            return (self._run_dir() / CHECKPOINT_NAME).exists()
+        except Exception:  # an invalid name has no run folder
+            return False
+
+    def _update_buttons(self, *_args) -> None:
+        running = self._worker is not None
+        self.start_button.enabled = not running
+        self.check_button.enabled = not running
+        self.stop_button.enabled = running and self._stop_event is not None and not self._stop_event.is_set()
+        self.resume_button.enabled = not running and self._has_checkpoint()
+        self.restore_button.enabled = not running and self.last_model is not None
+
+    # ------------------------------------------------------------------- pairs
+    def add_pair(self, degraded=None, clean=None) -> None:
+        """Add a (degraded, clean) layer pair (default: the two chosen layers)."""
+        degraded = degraded if degraded is not None else self.degraded.value
+        clean = clean if clean is not None else self.clean.value
+        if degraded is None or clean is None:
+            self._show_problem("pick a degraded and a clean layer first")
+            return
+        if any(d is degraded and c is clean for d, c in self._pairs):
+            return
+        self._pairs.append((degraded, clean))
+        self._show_pairs()
+
+    def clear_pairs(self) -> None:
+        self._pairs = []
+        self._show_pairs()
+
+    @property
+    def pairs(self) -> list[tuple]:
+        """The layer pairs to train on: the added ones, else the two chosen layers."""
+        if self._pairs:
+            return list(self._pairs)
+        if self.degraded.value is not None and self.clean.value is not None:
+            return [(self.degraded.value, self.clean.value)]
+        return []
+
+    def _show_pairs(self) -> None:
+        self.pairs_label.value = ("; ".join(f"{d.name} \u2192 {c.name}" for d, c in self._pairs)
+                                  if self._pairs else "(the two layers above)")
+
+    # ------------------------------------------------------------------ settings
+    def data_request(self) -> td.DataRequest:
+        """The data the current settings describe (layer planes copied now); ValueError if unusable."""
+        src, val, frac = self.source.value, self.validation.value, float(self.val_fraction.value)
+        point = self._viewer.dims.point
+        if src == td.SOURCE_LAYER_PAIRS:
+            return td.from_layer_pairs(self.pairs, self.task.value, val, frac, point)
+        if src == td.SOURCE_CLEAN_LAYERS:
+            return td.from_clean_layers(list(self.clean_layers.value or []), val, frac, point)
+        if src == td.SOURCE_FOLDER_PAIRS:
+            return td.from_folder_pairs(self.degraded_dir.value, self.clean_dir.value, val, frac)
+        return td.from_clean_folder(self.clean_dir.value, val, frac)
+
+    def config_kwargs(self, request: td.DataRequest) -> dict:
+        """``TrainConfig`` keyword arguments from the widget (checked by ``TrainConfig`` itself)."""
+        from ..modelfile import check_model_name
+
+        task, steps = self.task.value, int(self.steps.value)
+        name = check_model_name(self.model_name.value.strip())
+        base = self.base_model.value
+        base = None if base in (None, FROM_SCRATCH) else base
+        if base is not None and base == name:
+            raise ValueError(f"'save as' must differ from the base model name {base!r} (it would overwrite it)")
+        lr_text = self.learning_rate.value.strip().lower()
+        try:
+            lr = (1e-4 if base else None) if lr_text in ("", "auto") else float(lr_text)
+        except ValueError:
+            raise ValueError(f"learning rate {lr_text!r}: expected a number such as 1e-4, or 'auto'") from None
+        if request.levels is not None:
+            levels = request.levels
+        elif request.source in (td.SOURCE_CLEAN_LAYERS, td.SOURCE_CLEAN_FOLDER):
+            levels = td.parse_levels(self.levels.value, task)
+        else:
+            levels = ()
+        every = int(self.validate_every.value) or max(1, steps // 10)
+        explicit_val = request.validation is not None
+        return dict(task=task, levels=levels, name=name, init=base, architecture="memnet",
+                    arch={} if base else {"blocks": int(self.blocks.value), "recursions": int(self.recursions.value),
+                                          "channels": int(self.channels.value)},
+                    steps=steps, patch_size=int(self.patch_size.value), batch_size=int(self.batch_size.value),
+                    lr=lr, multi_supervised=bool(self.multi_supervised.value), device=self.device.value,
+                    seed=int(self.seed.value), out_dir=str(self._run_dir(name)),
+                    val_count=0, val_fraction=None if explicit_val else request.val_fraction,
+                    validate_every=every, checkpoint_every=max(1, steps // 4), log_every=10)
+
+    def _show_problem(self, message: str) -> None:
+        from napari.utils.notifications import show_error
+
+        self.data_message.value = message
+        self.data_message.visible = True
+        self.status.value = "Not started."
+        show_error(f"Train (MemNet): {message}")
+
+    # -------------------------------------------------------------------- run
+    @property
+    def worker(self):
+        """The running worker, or ``None``."""
+        return self._worker
+
+    def check_data(self):
+        """Run the engine's data checks in a worker; the verdict shows under the buttons."""
+        from napari.qt.threading import create_worker
+
+        from .train_job import check_job
+
+        if self._worker is not None:
+            return None
+        try:
+            request = self.data_request()
+            kwargs = self.config_kwargs(request)
+        except ValueError as exc:
+            self._show_problem(str(exc))
+            return None
+        worker = create_worker(check_job, request, kwargs, _start_thread=False)
+        worker.returned.connect(self._on_checked)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._update_buttons()
+        self.status.value = "Checking the data\u2026"
+        worker.start()
+        return worker
+
+    def start(self, resume: bool = False):
+        """Start training in a worker thread; return the worker, or ``None`` if refused (message shown)."""
+        from napari.qt.threading import create_worker
+        from napari.utils.notifications import show_warning
+
+        from .train_job import train_job
+
+        if self._worker is not None:
+            show_warning("Train (MemNet): training is already running.")
+            return None
+        try:
+            if resume and self._last_run and self._last_run["kwargs"]["name"] == self.model_name.value.strip():
+                request, kwargs = self._last_run["request"], dict(self._last_run["kwargs"])
+                kwargs["steps"] = max(int(self.steps.value), 1)
+            else:
+                request = self.data_request()
+                kwargs = self.config_kwargs(request)
+            if not resume and self._has_checkpoint():
+                raise ValueError(f"a run named {kwargs['name']!r} already has a checkpoint in {self._run_dir()}: "
+                                 "press Resume to continue it, or choose another 'save as' name")
+        except ValueError as exc:
+            self._show_problem(str(exc))
+            return None
+        self.data_message.visible = False
+        self._last_run = {"request": request, "kwargs": kwargs}
+        self._stop_event = threading.Event()
+        self.events = []
+        if not resume:
+            self.loss_plot.clear()
+            self.psnr_plot.clear()
+            self.weight_bars.set_weights([])
+        preview = int(self.preview_every.value)
+        worker = create_worker(train_job, request, kwargs, resume=resume, stop=self._stop_event,
+                               preview_every=preview, _start_thread=False)
+        worker.yielded.connect(self._on_yielded)
+        worker.returned.connect(self._on_returned)
+        worker.errored.connect(self._on_errored)
+        worker.finished.connect(self._on_finished)
+        self._worker = worker
+        self._t_start = time.perf_counter()
+        self.progress.max, self.progress.value = max(1, kwargs["steps"]), 0
+        self.status.value = ("Resuming" if resume else "Checking the data and building the model") + "\u2026"
+        self._update_buttons()
+        worker.start()
+        return worker
+
+    def resume(self):
+        """Continue the run saved under 'save as' from its checkpoint (up to 'steps')."""
+        return self.start(resume=True)
+
+    def stop(self) -> None:
+        """End after the current step; the run saves a checkpoint and a usable model."""
+        if self._stop_event is not None and self._worker is not None:
+            self._stop_event.set()
+            self.status.value = "Stopping after the current step (saving a checkpoint and the model)\u2026"
+            self._update_buttons()
+
+    def run_blocking(self, resume: bool = False, timeout: float | None = 600.0) -> JobOutcome | None:
+        """Start (or resume) and wait, processing Qt events; return the outcome (``None`` if refused)."""
+        worker = self.start(resume=resume)
+        if worker is None:
+            return None
+        self.wait(timeout)
+        return self.last_outcome
+
+    def wait(self, timeout: float | None = 600.0) -> None:
+        """Process Qt events until the running worker ends (``TimeoutError`` after stopping it)."""
+        from qtpy.QtCore import QEventLoop, QTimer
+
+        worker = self._worker
+        if worker is None:
+            return
+        loop = QEventLoop()
+        worker.finished.connect(loop.quit)
+        expired = []
+        if timeout is not None:
+            QTimer.singleShot(int(timeout * 1000), lambda: (expired.append(True), loop.quit()))
+        if self._worker is not None:
+            loop.exec()
+        if expired and self._worker is not None:
+            self.stop()
+            raise TimeoutError(f"training did not finish within {timeout} s (stop requested)")
+
+    # -------------------------------------------------- main-thread callbacks
+    def _on_yielded(self, event) -> None:
+        from ..training.events import CheckpointSaved, Finished, Started, Step, Validation
+
+        self.events.append(event)
+        if isinstance(event, DataChecked):
+            notes = "".join(f"\nNote: {n}" for n in event.notes)
+            self.data_message.value = (f"Data OK: {event.train_images} training image(s), "
+                                       f"{event.val_items} validation item(s).{notes}")
+            self.data_message.visible = True
+            if self._stop_event is None:  # "Check data" only
+                self.status.value = "Data checked."
+        elif isinstance(event, Started):
+            self.progress.max, self.progress.value = max(1, event.total), event.step
+            where = f"resumed at step {event.step}" if event.resumed else "started"
+            self.status.value = (f"Training {where} on {event.device} ({event.parameters:,} parameters, "
+                                 f"{event.train_images} image(s))\u2026")
+        elif isinstance(event, Step):
+            self.progress.max, self.progress.value = max(1, event.total), min(event.step, event.total)
+            elapsed = time.perf_counter() - self._t_start
+            self.status.value = (f"step {event.step}/{event.total} \u00b7 loss {event.loss:.3g} \u00b7 "
+                                 f"{format_seconds(elapsed)} elapsed \u00b7 ETA {format_seconds(event.eta_s)}")
+            self.loss_plot.append("loss", event.step, event.loss, color="#f0c419", width=2.0)
+            for i, b in enumerate(event.branch_losses):
+                self.loss_plot.append(f"y{i + 1}", event.step, b, width=1.0)
+            if event.branch_weights:
+                self.weight_bars.set_weights(event.branch_weights)
+                self.weights_label.value = "w_m: " + self.weight_bars.text()
+        elif isinstance(event, Validation):
+            self.psnr_plot.append("model", event.step, event.psnr, color="#4fc3f7", width=2.0)
+            self.psnr_plot.set_hline("base model", event.base_model_psnr, color="#81c784")
+            self.psnr_plot.set_hline("input", event.baseline_psnr, color="#9e9e9e")
+        elif isinstance(event, Preview):
+            self._show_preview(event)
+        elif isinstance(event, CheckpointSaved):
+            self.resume_button.tooltip = f"checkpoint at step {event.step}: {event.path}"
+        elif isinstance(event, Finished):
+            self.last_model = event.model_name
+            self.refresh_models()
+
+    def _show_preview(self, event: Preview) -> None:
+        request = (self._last_run or {}).get("request")
+        kwargs = {"name": PREVIEW_LAYER, "metadata": {"napari_memnet": {"preview_step": event.step}}}
+        origin = getattr(request, "preview_origin", None)
+        if origin is not None:  # (clean layer, held-out region offset, region shape): overlay the crop
+            layer, (oy, ox), (h, w) = origin
+            ph, pw = event.data.shape
+            oy, ox = oy + (h - ph) // 2, ox + (w - pw) // 2
+            if layer_io.n_stack_axes(layer) == 0:
+                scale = tuple(layer.scale)
+                kwargs.update(scale=scale, translate=(layer.translate[0] + oy * scale[0],
+                                                      layer.translate[1] + ox * scale[1]))
+        if PREVIEW_LAYER in self._viewer.layers:
+            target = self._viewer.layers[PREVIEW_LAYER]
+            target.data = event.data
+            target.metadata = kwargs["metadata"]
+            if "translate" in kwargs:
+                target.scale, target.translate = kwargs["scale"], kwargs["translate"]
+        else:
+            self._viewer.add_image(event.data, contrast_limits=(0.0, 1.0), **kwargs)
+        self.weights_label.tooltip = f"preview after step {event.step}"
+
+    def _on_checked(self, result) -> None:
+        if isinstance(result, JobOutcome):
+            self.last_outcome = result
+            self._show_problem(result.error)
+        else:
+            self._on_yielded(result)
+
+    def _on_returned(self, outcome: JobOutcome) -> None:
+        from napari.utils.notifications import show_error, show_info
+
+        self.last_outcome = outcome
+        if outcome.refused:
+            self._show_problem(outcome.error)
+            return
+        if outcome.error is not None:
+            self.status.value = f"Failed: {outcome.error}"
+            show_error(f"Train (MemNet): {outcome.error}")
+            return
+        f = outcome.finished
+        self.last_model = f.model_name
+        before = "?" if f.base_model_psnr is None else f"{f.base_model_psnr:.2f}"
+        after = "?" if f.psnr is None else f"{f.psnr:.2f}"
+        how = "Stopped" if f.stopped else "Done"
+        self.status.value = (f"{how} at step {f.step}/{f.total} in {format_seconds(outcome.seconds)}: saved "
+                             f"{f.model_name!r}; validation PSNR {before} \u2192 {after} dB")
+        self.refresh_models()
+        show_info(f"Train (MemNet): saved model {f.model_name!r} (validation PSNR {before} \u2192 {after} dB)")
+
+    def _on_errored(self, exc: Exception) -> None:
+        self.last_outcome = JobOutcome(error=f"{type(exc).__name__}: {exc}")
+        self.status.value = f"Failed: {type(exc).__name__}: {exc}"
+
+    def _on_finished(self) -> None:
+        self._worker = None
+        self._stop_event = None
+        self._update_buttons()
+
+    # ----------------------------------------------------------------- result
+    def restore_with_model(self, layer=None):
+        """Restore ``layer`` (default: the selected one) with the saved model via the Restore widget."""
+        if self.last_model is None:
+            self._show_problem("no model trained yet")
+            return None
+        restore = self._restore_widget(create=True)
+        kwargs = (self._last_run or {}).get("kwargs", {})
+        restore.task.value = kwargs.get("task", self.task.value)
+        if restore.task.value == "sr" and kwargs.get("levels"):
+            restore.scale.value = int(kwargs["levels"][0])
+        restore.refresh_models()
+        restore.model.value = self.last_model
+        if layer is None:
+            active = self._viewer.layers.selection.active
+            layer = active if active is not None and active.name != PREVIEW_LAYER else None
+        return restore.run(layer)
