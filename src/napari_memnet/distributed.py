@@ -1,0 +1,328 @@
+"""Where dask runs the blocks of a lazy restoration, and how workers get the model.
+
+Schedulers (the ``scheduler`` argument / ``--scheduler`` option):
+
+* ``None`` or ``"threads"``: dask's local thread pool (the default);
+* ``"synchronous"`` (or ``"sync"``): one block after the other in the calling
+  thread (debugging, exact reproducibility of the order);
+* ``"tcp://HOST:PORT"`` (any ``scheme://`` address): a running
+  ``dask.distributed`` scheduler; a ``distributed.Client`` object is accepted too.
+
+Models never travel as pickled ``nn.Module`` objects. A ``ModelSpec`` names a
+model FILE (absolute path, so workers need not share the parent's environment
+variables) or, for a network that only lives in memory, carries its weights as
+safetensors bytes plus its card. Each process loads a spec once and keeps it in
+a module-level cache keyed by ``(spec.key, device)``; ``model_cache_info()``
+reports what a process has loaded (call it on the workers with
+``client.run(model_cache_info)``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "ModelSpec",
+    "model_spec",
+    "get_model",
+    "model_cache_info",
+    "clear_model_cache",
+    "normalize_scheduler",
+    "scheduler_client",
+    "n_workers",
+]
+
+LOCAL_SCHEDULERS = ("threads", "synchronous")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A picklable, small description of a model that any process can load.
+
+    Exactly one of ``path`` (a ``.safetensors``/``.pt`` model file) or
+    ``weights`` (safetensors bytes, with ``card``) is set. ``key`` identifies
+    the weights (their sha256) and is what worker caches are keyed on."""
+
+    key: str
+    name: str
+    receptive_radius: int
+    in_channels: int
+    task: str | None
+    path: str | None = None
+    weights: bytes | None = field(default=None, repr=False)
+    card: dict | None = field(default=None, repr=False)
+
+    def load(self):
+        """Load the ``RestorationModel`` this spec describes (no cache)."""
+        from .modelfile import RestorationModel, load_model
+
+        if self.path is not None:
+            return load_model(self.path)
+        from safetensors.torch import load as load_bytes
+
+        from .models import build_model
+
+        network = build_model(self.card["architecture"], self.card["config"])
+        network.load_state_dict(load_bytes(self.weights), strict=True)
+        return RestorationModel(self.name, dict(self.card), network.eval(), None, "memory")
+
+
+def _sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def model_spec(model=None, task: str | None = None) -> ModelSpec:
+    """A ``ModelSpec`` for a model name, a path, a ``RestorationModel``, a
+    network, or ``None`` (the task's bundled default). Loads the model once
+    here (to validate it and read its receptive radius)."""
+    from .modelfile import _sha256, load_model
+
+    if isinstance(model, ModelSpec):
+        return model
+    loaded = load_model(model, task=task)
+    if loaded.path is not None and Path(loaded.path).exists():
+        path = Path(loaded.path).resolve()
+        digest = loaded.card.get("weights_sha256") or _sha256(path)
+        return ModelSpec(key=f"{digest}:{path.suffix}", name=loaded.name,
+                         receptive_radius=loaded.receptive_radius, in_channels=loaded.in_channels,
+                         task=loaded.task, path=str(path))
+    from safetensors.torch import save as save_bytes
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in loaded.network.state_dict().items()}
+    data = save_bytes(state)
+    return ModelSpec(key=_sha256_bytes(data), name=loaded.name, receptive_radius=loaded.receptive_radius,
+                     in_channels=loaded.in_channels, task=loaded.task, weights=data, card=dict(loaded.card))
+
+
+# ------------------------------------------------------------------ per-process model cache
+_CACHE: dict[tuple[str, str], Any] = {}
+_LOADS: dict[tuple[str, str], int] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def get_model(spec: ModelSpec, device: str = "auto"):
+    """The ``RestorationModel`` for ``spec`` in this process, loaded at most once
+    per ``(spec.key, device)`` (thread-safe)."""
+    key = (spec.key, str(device))
+    model = _CACHE.get(key)
+    if model is not None:
+        return model
+    with _CACHE_LOCK:
+        model = _CACHE.get(key)
+        if model is None:
+            model = spec.load()
+            _CACHE[key] = model
+            _LOADS[key] = _LOADS.get(key, 0) + 1
+    return model
+
+
+def model_cache_info() -> dict:
+    """``{"pid": ..., "loads": {"<key>|<device>": n_loads}}`` for this process."""
+    return {"pid": os.getpid(), "loads": {f"{k}|{d}": n for (k, d), n in _LOADS.items()}}
+
+
+def clear_model_cache() -> None:
+    with _CACHE_LOCK:
+        _CACHE.clear()
+        _LOADS.clear()
+
+
+# ------------------------------------------------------------------ schedulers
+def normalize_scheduler(scheduler) -> str | Any:
+    """``"threads"``, ``"synchronous"``, a ``scheme://`` address, or a Client.
+
+    Raises ValueError for anything else."""
+    if scheduler is None:
+        return "threads"
+    if isinstance(scheduler, str):
+        text = scheduler.strip()
+        lowered = text.lower()
+        if lowered in ("threads", "threaded", "thread"):
+            return "threads"
+        if lowered in ("synchronous", "sync", "single-threaded"):
+            return "synchronous"
+        if "://" in text:
+            return text
+        raise ValueError(
+            f"unknown scheduler {scheduler!r}: expected 'threads', 'synchronous' or a dask.distributed "
+            "address such as 'tcp://127.0.0.1:8786'"
+        )
+    if _is_client(scheduler):
+        return scheduler
+    raise ValueError(f"scheduler must be a string or a distributed.Client, got {type(scheduler).__name__}")
+
+
+def _is_client(obj) -> bool:
+    return type(obj).__name__ == "Client" and hasattr(obj, "submit") and hasattr(obj, "scheduler_info")
+
+
+@contextlib.contextmanager
+def scheduler_client(scheduler):
+    """Yield ``(kind, client)``: kind is "threads", "synchronous" or "distributed";
+    client is a ``distributed.Client`` (connected here and closed on exit when
+    an address was given) or None for the local schedulers."""
+    scheduler = normalize_scheduler(scheduler)
+    if scheduler in LOCAL_SCHEDULERS:
+        yield scheduler, None
+        return
+    if not isinstance(scheduler, str):
+        yield "distributed", scheduler
+        return
+    try:
+        from distributed import Client
+    except ImportError:  # pragma: no cover - depends on the installation
+        raise ValueError(
+            f"scheduler {scheduler!r} needs dask.distributed: pip install 'napari-memnet[dask]'"
+        ) from None
+    try:
+        client = Client(scheduler, timeout="10s", set_as_default=False)
+    except (OSError, TimeoutError) as exc:
+        raise ValueError(f"cannot connect to the dask scheduler at {scheduler}: {exc}") from None
+    try:
+        yield "distributed", client
+    finally:
+        client.close()
+
+
+def n_workers(kind: str, client=None) -> int:
+    """How many blocks can run at once under this scheduler."""
+    if kind == "synchronous":
+        return 1
+    if kind == "distributed":
+        info = client.scheduler_info()
+        workers = info.get("workers", {})
+        return max(1, sum(int(w.get("nthreads", 1)) for w in workers.values()))
+    return max(1, os.cpu_count() or 1)
+
+
+# ------------------------------------------------------------------ running blocks
+class BlockError(RuntimeError):
+    """One block (chunk) of a lazy restoration failed; ``key`` names it."""
+
+    def __init__(self, key, cause: BaseException | str):
+        self.key = key
+        self.cause = cause
+        what = f"{type(cause).__name__}: {cause}" if isinstance(cause, BaseException) else str(cause)
+        super().__init__(f"block {key} failed: {what}")
+
+
+def run_blocks(items, scheduler=None, *, on_done=None, cancel=None, max_in_flight: int | None = None,
+               retries: int = 1):
+    """Compute ``items`` (an iterable of ``(key, dask_collection)``) under ``scheduler``.
+
+    At most ``max_in_flight`` items run at once (default: the scheduler's
+    worker threads, at least 2), so memory stays bounded by a few blocks.
+    ``on_done(key, value)`` is called in the calling thread as each item
+    finishes, in completion order. ``cancel`` (a ``threading.Event``) is
+    checked between items; when set, outstanding work is dropped and
+    ``Cancelled`` (from ``napari_memnet.inference``) is raised. A failing item
+    raises ``BlockError`` naming its key, after the items already finished
+    have been reported. On a distributed cluster a failed task is retried
+    ``retries`` times (a worker that dies is handled by dask itself: its tasks
+    are rescheduled on the other workers)."""
+    import dask
+
+    items = iter(items)
+    on_done = on_done or (lambda key, value: None)
+    with scheduler_client(scheduler) as (kind, client):
+        window = max_in_flight or max(2, n_workers(kind, client))
+        if kind == "synchronous":
+            for key, item in items:
+                _check_cancel(cancel)
+                try:
+                    (value,) = dask.compute(item, scheduler="synchronous")
+                except Exception as exc:
+                    raise BlockError(key, exc) from exc
+                on_done(key, value)
+            return
+        if kind == "threads":
+            _run_threads(items, window, on_done, cancel)
+            return
+        _run_distributed(client, items, window, on_done, cancel, retries)
+
+
+def _check_cancel(cancel) -> None:
+    if cancel is not None and cancel.is_set():
+        from .inference import Cancelled
+
+        raise Cancelled("cancelled")
+
+
+def _run_threads(items, window, on_done, cancel):
+    import concurrent.futures as cf
+
+    import dask
+
+    def compute(item):
+        return dask.compute(item, scheduler="synchronous")[0]
+
+    pool = cf.ThreadPoolExecutor(max_workers=window, thread_name_prefix="memnet-block")
+    pending: dict = {}
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < window:
+                if cancel is not None and cancel.is_set():
+                    break
+                nxt = next(items, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                pending[pool.submit(compute, nxt[1])] = nxt[0]
+            if not pending:
+                _check_cancel(cancel)
+                return
+            done, _ = cf.wait(list(pending), timeout=0.2, return_when=cf.FIRST_COMPLETED)
+            for fut in done:
+                key = pending.pop(fut)
+                exc = fut.exception()
+                if exc is not None:
+                    raise BlockError(key, exc) from exc
+                on_done(key, fut.result())
+            if cancel is not None and cancel.is_set():
+                for fut in pending:
+                    fut.cancel()
+                _check_cancel(cancel)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _run_distributed(client, items, window, on_done, cancel, retries):
+    from distributed import wait
+
+    pending: dict = {}
+    try:
+        exhausted = False
+        while True:
+            while not exhausted and len(pending) < window:
+                if cancel is not None and cancel.is_set():
+                    break
+                nxt = next(items, None)
+                if nxt is None:
+                    exhausted = True
+                    break
+                pending[client.compute(nxt[1], retries=retries)] = nxt[0]
+            if not pending:
+                _check_cancel(cancel)
+                return
+            done = wait(list(pending), timeout=None, return_when="FIRST_COMPLETED").done
+            for fut in done:
+                key = pending.pop(fut)
+                if fut.status != "finished":
+                    try:
+                        exc = fut.exception()
+                    except Exception as inner:  # CancelledError and friends
+                        exc = inner
+                    raise BlockError(key, exc)
+                on_done(key, fut.result())
+            if cancel is not None and cancel.is_set():
+                _check_cancel(cancel)
+    finally:
+        if pending:
+            client.cancel(list(pending))
