@@ -59,10 +59,6 @@ def to_uint8(x01: np.ndarray) -> np.ndarray:
     return _to_uint8(np.asarray(x01, dtype=np.float64) * 255.0)
 
 
-def _float_out_dtype(img: np.ndarray):
-    return img.dtype if np.issubdtype(img.dtype, np.floating) else np.float64
-
-
 def rgb_to_ycbcr(img: np.ndarray) -> np.ndarray:
     """MATLAB ``rgb2ycbcr``: (..., 3) RGB -> (..., 3) YCbCr (see module docstring)."""
     img = _check_channels(img, "rgb_to_ycbcr")
@@ -70,7 +66,7 @@ def rgb_to_ycbcr(img: np.ndarray) -> np.ndarray:
     ycc255 = rgb01 @ YCBCR_MATRIX.T + YCBCR_OFFSET
     if img.dtype == np.uint8:
         return _to_uint8(ycc255)
-    return (ycc255 / 255.0).astype(_float_out_dtype(img))
+    return (ycc255 / 255.0).astype(img.dtype)
 
 
 def ycbcr_to_rgb(img: np.ndarray) -> np.ndarray:
@@ -80,7 +76,7 @@ def ycbcr_to_rgb(img: np.ndarray) -> np.ndarray:
     rgb01 = (ycc255 - YCBCR_OFFSET) @ np.linalg.inv(YCBCR_MATRIX).T
     if img.dtype == np.uint8:
         return _to_uint8(rgb01 * 255.0)
-    return rgb01.astype(_float_out_dtype(img))
+    return rgb01.astype(img.dtype)
 
 
 def rgb_to_y(img: np.ndarray) -> np.ndarray:
@@ -90,7 +86,7 @@ def rgb_to_y(img: np.ndarray) -> np.ndarray:
     y255 = rgb01 @ YCBCR_MATRIX[0] + YCBCR_OFFSET[0]
     if img.dtype == np.uint8:
         return _to_uint8(y255)
-    return (y255 / 255.0).astype(_float_out_dtype(img))
+    return (y255 / 255.0).astype(img.dtype)
 
 
 def rgb_to_gray(img: np.ndarray) -> np.ndarray:
@@ -100,4 +96,4 @@ def rgb_to_gray(img: np.ndarray) -> np.ndarray:
     gray = img.astype(np.float64) @ GRAY_WEIGHTS
     if img.dtype == np.uint8:
         return _to_uint8(gray)
-    return gray.astype(_float_out_dtype(img))
+    return gray.astype(img.dtype)

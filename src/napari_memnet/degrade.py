@@ -107,19 +107,27 @@ def _add_noise_torch(img, sigma, rng):
 
 
 def _check_scale(scale) -> int:
-    if isinstance(scale, bool) or not isinstance(scale, (numbers.Integral, float)) or int(scale) != scale or scale < 1:
+    if isinstance(scale, bool) or not isinstance(scale, (numbers.Integral, float)) or int(scale) != scale \
+            or scale < 1:
         raise ValueError(f"scale must be a positive integer, got {scale!r}")
     return int(scale)
+
+
+def _as_image(img, what: str):
+    """``img`` as a numpy array (tensors pass through) with at least 2 dimensions."""
+    if not _is_torch(img):
+        img = np.asarray(img)
+    if img.ndim < 2:
+        raise ValueError(f"{what} expects an image with at least 2 dimensions (..., H, W), "
+                         f"got shape {tuple(img.shape)}")
+    return img
 
 
 def modcrop(img, scale):
     """Crop the last two axes down to multiples of ``scale`` (top-left kept),
     like the ``modcrop`` of the SR test scripts. Returns a view."""
     s = _check_scale(scale)
-    if not _is_torch(img):
-        img = np.asarray(img)
-    if img.ndim < 2:
-        raise ValueError(f"modcrop expects an image with at least 2 dimensions (..., H, W), got shape {tuple(img.shape)}")
+    img = _as_image(img, "modcrop")
     h, w = int(img.shape[-2]), int(img.shape[-1])
     if h < s or w < s:
         raise ValueError(f"image {h}x{w} is smaller than the scale {s}")
@@ -131,10 +139,7 @@ def bicubic_degrade(img, scale):
     input, same shape as ``img`` (last two axes must divide by ``scale``).
     numpy or torch; no rounding or clipping."""
     s = _check_scale(scale)
-    if not _is_torch(img):
-        img = np.asarray(img)
-    if img.ndim < 2:
-        raise ValueError(f"bicubic_degrade expects an image with at least 2 dimensions (..., H, W), got shape {tuple(img.shape)}")
+    img = _as_image(img, "bicubic_degrade")
     h, w = int(img.shape[-2]), int(img.shape[-1])
     if h % s or w % s:
         raise ValueError(f"image {h}x{w} is not divisible by scale {s}; modcrop it first")

@@ -164,7 +164,8 @@ def _model_restore_fn(model, task: str, device: str) -> tuple[RestoreFn, str]:
     if loaded.task and loaded.task != task:
         raise ValueError(f"model {loaded.name!r} was made for task {loaded.task!r}, not {task!r}")
     if loaded.in_channels != 1:
-        raise ValueError(f"model {loaded.name!r} takes {loaded.in_channels} channels; evaluation needs a gray (1-channel) model")
+        raise ValueError(f"model {loaded.name!r} takes {loaded.in_channels} channels; "
+                         "evaluation needs a gray (1-channel) model")
     from .inference import restore_plane  # lazy: torch and the inference engine
 
     def run(plane: np.ndarray) -> np.ndarray:

@@ -117,7 +117,8 @@ def imresize(img, scale: float | None = None, *, output_shape: tuple[int, int] |
     if not is_torch:
         img = np.asarray(img)
     if img.ndim < 2:
-        raise ValueError(f"imresize expects an image with at least 2 dimensions (..., H, W), got shape {tuple(img.shape)}")
+        raise ValueError(f"imresize expects an image with at least 2 dimensions (..., H, W), "
+                         f"got shape {tuple(img.shape)}")
     height, width = int(img.shape[-2]), int(img.shape[-1])
     if (scale is None) == (output_shape is None):
         raise ValueError("imresize needs exactly one of scale or output_shape")
