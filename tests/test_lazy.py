@@ -1,0 +1,202 @@
+"""Lazy restoration of dask/zarr arrays: exact seams, global intensity, laziness,
+progress/cancel, and the napari lazy result layer.
+
+The reference for "exact" is the engine's own untiled run
+(``inference.restore_plane`` on the whole plane). Models are tiny MemNets
+(M2R2 C8, receptive radius 10) with random weights, saved as user models;
+images are crops of the bundled public-domain astronaut photograph.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+da = pytest.importorskip("dask.array")
+
+from napari_memnet import lazy, save_model  # noqa: E402
+from napari_memnet.imresize import imresize  # noqa: E402
+from napari_memnet.models import build_model  # noqa: E402
+from napari_memnet.sample_data import astronaut_uint8  # noqa: E402
+
+
+def _tiny(seed: int):
+    torch.manual_seed(seed)
+    net = build_model("memnet", {"in_channels": 1, "blocks": 2, "recursions": 2, "channels": 8})
+    with torch.no_grad():  # non-trivial BatchNorm statistics, so folding matters
+        for m in net.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+    return net.eval()
+
+
+@pytest.fixture
+def models():
+    save_model(_tiny(0), "tiny-denoise", task="denoise")
+    save_model(_tiny(1), "tiny-sr", task="sr")
+    return {"denoise": "tiny-denoise", "sr": "tiny-sr"}
+
+
+@pytest.fixture
+def stack():
+    """Three real 90 x 110 gray planes (uint8)."""
+    img = astronaut_uint8()
+    return np.stack([img[0:90, 0:110], img[60:150, 40:150], img[120:210, 100:210]])
+
+
+def untiled(model_name, planes01, scale=1):
+    """The reference: each whole plane through the engine, no tiling."""
+    from napari_memnet.inference import restore_plane
+    from napari_memnet.modelfile import load_model
+
+    model = load_model(model_name)
+    out = []
+    for p in planes01:
+        p = np.asarray(p, np.float32)
+        if scale > 1:
+            p = imresize(p, output_shape=(p.shape[0] * scale, p.shape[1] * scale)).astype(np.float32)
+        out.append(restore_plane(model, p, device="cpu", precision="float32", tile_size=None))
+    return np.stack(out)
+
+
+def test_denoise_blocks_are_exact_and_lazy(models, stack):
+    x = da.from_array(stack.astype(np.float32) / 255.0, chunks=(1, 90, 110))
+    result = lazy.restore_dask(x, "denoise", model=models["denoise"], chunks=32, normalization=(0, 1),
+                               device="cpu", precision="float32")
+    assert lazy.model_calls(result) == []  # nothing computed yet
+    assert result.chunks[0] == (1, 1, 1) and len(result.chunks[1]) > 1 and len(result.chunks[2]) > 1
+    out = result.compute()
+    ref = untiled(models["denoise"], stack.astype(np.float32) / 255.0)
+    assert out.dtype == np.float32 and out.shape == stack.shape
+    np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
+    assert np.abs(out - stack / 255.0).max() > 1e-3  # the model changed the image
+
+
+@pytest.mark.parametrize("scale", [2, 3])
+def test_sr_blocks_are_exact(models, stack, scale):
+    planes = stack[:1, :60, :70].astype(np.float32) / 255.0
+    result = lazy.restore_dask(da.from_array(planes), "sr", scale=scale, model=models["sr"], chunks=24,
+                               normalization=(0, 1), device="cpu", precision="float32")
+    assert result.shape == (1, 60 * scale, 70 * scale)
+    assert result.chunks[1][0] == result.chunks[1][0] // scale * scale  # chunks scale times larger
+    out = result.compute()
+    np.testing.assert_allclose(out, untiled(models["sr"], planes, scale), atol=1e-5, rtol=0)
+
+
+def test_uint16_uses_one_global_normalization(models, stack):
+    data16 = (stack[1].astype(np.uint16) * 200 + 1000)  # 1000..52000
+    result = lazy.restore_dask(da.from_array(data16, chunks=45), "denoise", model=models["denoise"],
+                               chunks=30, device="cpu", precision="float32")
+    plan = lazy.plan_of(result)
+    sample = lazy.sample_intensity(da.from_array(data16, chunks=45))
+    assert (plan.norm.low, plan.norm.high) == tuple(np.percentile(sample, lazy.PERCENTILES))
+    out = result.compute()
+    assert out.dtype == np.uint16
+    ref01 = untiled(models["denoise"], [plan.norm.forward(data16)])[0]
+    ref = plan.norm.inverse(ref01, np.uint16)
+    assert np.abs(out.astype(np.int64) - ref.astype(np.int64)).max() <= 1  # seam-free up to rounding
+
+
+def test_uint8_round_trip_and_zarr_input(models, stack, tmp_path):
+    zarr = pytest.importorskip("zarr")
+    z = zarr.create_array(str(tmp_path / "in.zarr"), shape=stack.shape, chunks=(1, 45, 55), dtype="u1")
+    z[:] = stack
+    result = lazy.restore_dask(z, "denoise", model=models["denoise"], chunks=40)
+    assert result.dtype == np.uint8 and lazy.plan_of(result).norm == lazy.Normalization(0.0, 255.0)
+    out = result.compute()
+    ref = np.clip(np.rint(untiled(models["denoise"], stack / 255.0) * 255), 0, 255)
+    assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+
+
+def test_only_requested_planes_are_computed(models, stack):
+    result = lazy.restore_dask(da.from_array(stack, chunks=(1, 90, 110)), "denoise",
+                               model=models["denoise"], chunks=48)
+    plane = np.asarray(result[2])
+    calls = lazy.model_calls(result)
+    assert calls and {loc[0] for loc in calls} == {2}
+    n = len(calls)
+    again = np.asarray(result[2])  # served by the LRU block cache
+    np.testing.assert_array_equal(plane, again)
+    assert len(lazy.model_calls(result)) == n
+
+
+def test_default_and_custom_chunks():
+    assert lazy.choose_chunks((3, 5000, 300), "ZYX", 74, device="cpu") == (
+        (1, 1, 1), (1024,) * 4 + (904,), (300,))
+    # the last chunk is never shorter than the halo; the grid stays regular
+    yx = lazy.choose_chunks((1000, 1000), "YX", 74, chunks=490)
+    assert yx[0] == (495, 495, 10) or all(c >= 74 for c in yx[0])
+    assert all(c >= 74 for c in yx[0]) and len(set(yx[0][:-1])) == 1
+    assert lazy.choose_chunks((2, 100, 100, 3), "TYXC", 10, chunks={"Y": 50, "X": 25}) == (
+        (1, 1), (50, 50), (25,) * 4, (3,))
+    with pytest.raises(ValueError, match="positive integer"):
+        lazy.choose_chunks((100, 100), "YX", 10, chunks=0)
+
+
+def test_bad_input_is_rejected(models, stack):
+    x = da.from_array(stack)
+    with pytest.raises(ValueError, match="unknown task"):
+        lazy.restore_dask(x, "deblur", model=models["denoise"])
+    with pytest.raises(ValueError, match="scale"):
+        lazy.restore_dask(x, "sr", model=models["sr"])
+    with pytest.raises(ValueError, match="axes"):
+        lazy.restore_dask(x, "denoise", model=models["denoise"], axes="YX")
+    with pytest.raises(ValueError, match="made for task"):
+        lazy.restore_dask(x, "denoise", model=models["sr"])
+    with pytest.raises(ValueError, match="numeric"):
+        lazy.restore_dask(da.from_array(np.zeros((20, 20), bool)), "denoise", model=models["denoise"])
+    with pytest.raises(ValueError, match="scheduler"):
+        lazy.restore_dask(x, "denoise", model=models["denoise"], scheduler="gpu-cluster")
+    with pytest.raises(ValueError, match="low < high"):
+        lazy.restore_dask(x, "denoise", model=models["denoise"], normalization=(1, 1))
+
+
+def test_compute_iter_progress_and_cancel(models, stack):
+    from napari_memnet.inference import Cancelled
+
+    result = lazy.restore_dask(da.from_array(stack, chunks=(1, 90, 110)), "denoise",
+                               model=models["denoise"], chunks=45, cache=False)
+    events = []
+    out = lazy.compute(result, progress=events.append, scheduler="synchronous")
+    assert events[-1].done == events[-1].total == result.npartitions
+    np.testing.assert_array_equal(out, result.compute(scheduler="synchronous"))
+
+    cancel = threading.Event()
+
+    def stop_early(event):
+        if event.done > 0:
+            cancel.set()
+
+    with pytest.raises(Cancelled):
+        lazy.compute(result, progress=stop_early, cancel=cancel, scheduler="threads")
+
+
+@pytest.mark.gui
+def test_napari_lazy_layer_computes_only_viewed_plane(make_napari_viewer, models, stack):
+    from napari_memnet._widgets.lazy_layer import add_lazy_result
+
+    reads = []
+
+    def record(block, block_info=None):
+        reads.append(block_info[0]["chunk-location"][0])
+        return block
+
+    source = da.from_array(stack, chunks=(1, 90, 110)).map_blocks(record, dtype=stack.dtype)
+    viewer = make_napari_viewer()
+    layer = viewer.add_image(source, name="cells")
+    viewer.dims.set_current_step(0, 1)
+    reads.clear()
+    result_layer = add_lazy_result(viewer, layer, "denoise", model=models["denoise"], chunks=48)
+    result = result_layer.data
+    assert lazy.is_dask_array(result) and result.shape == stack.shape
+    viewed = np.asarray(result_layer._slice.image.view)  # what napari rendered
+    calls = lazy.model_calls(result)
+    assert calls and {loc[0] for loc in calls} == {1}  # only the viewed plane was restored
+    assert set(reads) <= {1}
+    np.testing.assert_array_equal(viewed, np.asarray(result[1]))
+    viewer.dims.set_current_step(0, 2)
+    assert {loc[0] for loc in lazy.model_calls(result)} == {1, 2}
