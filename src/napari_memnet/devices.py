@@ -1,0 +1,120 @@
+"""Compute devices and numeric precision for inference.
+
+``device="auto"`` picks CUDA, then Apple MPS, then the CPU. ``precision="auto"``
+is bf16 autocast on CUDA (fp16 where the GPU lacks bf16), fp16 autocast on MPS
+and fp32 on the CPU (measured: bf16 on a CPU without native bf16 units is
+slower than fp32, see docs/performance.md). torch is imported lazily.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+PRECISION_ALIASES = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
+
+
+def available_devices() -> list[str]:
+    """The device kinds present here, in preference order, e.g. ``["cuda", "cpu"]``.
+
+    The CPU is always present and listed last."""
+    import torch
+
+    found = []
+    if torch.cuda.is_available():
+        found.append("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        found.append("mps")
+    found.append("cpu")
+    return found
+
+
+def resolve_device(device="auto"):
+    """A ``torch.device`` for ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``
+    or a ``torch.device``; ValueError if that device is not available here."""
+    import torch
+
+    if isinstance(device, torch.device):
+        device = str(device)
+    if not isinstance(device, str):
+        raise ValueError(f"device must be a string like 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps', got {device!r}")
+    name = device.strip().lower()
+    present = available_devices()
+    if name == "auto":
+        return torch.device(present[0])
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {device!r}; expected 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'")
+    if kind not in present:
+        raise ValueError(f"device {device!r} is not available here (available: {', '.join(present)})")
+    if index:
+        if kind != "cuda" or not index.isdigit():
+            raise ValueError(f"bad device index in {device!r}; expected e.g. 'cuda:0'")
+        if int(index) >= torch.cuda.device_count():
+            raise ValueError(f"device {device!r} does not exist ({torch.cuda.device_count()} CUDA device(s))")
+    return torch.device(name)
+
+
+def resolve_precision(precision: str, device) -> str:
+    """``"fp32"``, ``"bf16"`` or ``"fp16"`` for the requested precision on ``device``
+    (``"float32"``, ``"bfloat16"``, ``"float16"`` are accepted as aliases)."""
+    import torch
+
+    precision = PRECISION_ALIASES.get(precision, precision) if isinstance(precision, str) else precision
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    kind = torch.device(device).type
+    if precision == "auto":
+        if kind == "cuda":
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        if kind == "mps":
+            return "fp16"
+        return "fp32"
+    if kind == "cpu" and precision == "fp16":
+        raise ValueError("fp16 is not supported on the CPU; use 'fp32' or 'bf16'")
+    return precision
+
+
+def autocast(device, precision: str):
+    """A context manager running convolutions in ``precision`` on ``device``."""
+    import torch
+
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return torch.autocast(device_type=torch.device(device).type, dtype=dtype)
+
+
+def bytes_per_pixel(network, precision: str) -> int:
+    """Rough peak activation bytes per input pixel of one forward pass.
+
+    MemNet keeps the M+1 long-term memories plus about four working tensors
+    of C channels alive; other networks are charged like a 12-tensor net."""
+    config = getattr(network, "config", None)
+    channels = int(getattr(config, "channels", 64))
+    blocks = int(getattr(config, "blocks", 8))
+    live = blocks + 1 + 4
+    element = 4 if precision == "fp32" else 2
+    # autocast keeps fp32 copies of some inputs: charge fp32 for the working set
+    return channels * (live * element + 4 * 4)
+
+
+def default_tile_size(device, network, precision: str) -> int:
+    """The tile core side used when ``tile_size=None``.
+
+    CPU: 512 px (about 1.3 GiB of activations for M6R6 C64 with a 74 px halo;
+    keeps peak RSS under 4 GiB). GPU: the largest multiple of 64 whose tile
+    (core + halo) needs at most half the free device memory, between 256 and
+    4096. MPS: 1024."""
+    import torch
+
+    kind = torch.device(device).type
+    if kind == "cpu":
+        return 512
+    if kind == "mps":
+        return 1024
+    free, _total = torch.cuda.mem_get_info(torch.device(device))
+    radius = int(getattr(network, "receptive_radius", 0))
+    side = int((0.5 * free / bytes_per_pixel(network, precision)) ** 0.5) - 2 * radius
+    return max(256, min(4096, side // 64 * 64))

@@ -1,0 +1,67 @@
+"""Split a plane into overlapping tiles and stitch the restored cores.
+
+Every tile is a core of at most ``tile`` x ``tile`` output pixels plus a halo
+of ``halo`` pixels of input context on each side (clipped at the image
+border). With ``halo`` >= the network's receptive radius, each core pixel
+sees exactly the context it sees in the untiled image (the network zero-pads
+only at the real image border, which is also where the tile ends), so the
+stitched result equals the untiled one up to float rounding. Cores are
+balanced: a side of n pixels is cut into ceil(n / tile) nearly equal parts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Tile:
+    """One tile: ``core`` rows/cols of the output and ``window`` rows/cols of the
+    input (core + halo), both as (y0, y1, x0, x1) half-open ranges."""
+
+    core: tuple[int, int, int, int]
+    window: tuple[int, int, int, int]
+
+    @property
+    def crop(self) -> tuple[slice, slice]:
+        """Where the core lies inside the window's output."""
+        y0, y1, x0, x1 = self.core
+        wy0, _, wx0, _ = self.window
+        return slice(y0 - wy0, y1 - wy0), slice(x0 - wx0, x1 - wx0)
+
+    @property
+    def core_slices(self) -> tuple[slice, slice]:
+        y0, y1, x0, x1 = self.core
+        return slice(y0, y1), slice(x0, x1)
+
+    @property
+    def window_slices(self) -> tuple[slice, slice]:
+        y0, y1, x0, x1 = self.window
+        return slice(y0, y1), slice(x0, x1)
+
+
+def _cuts(n: int, tile: int) -> list[tuple[int, int]]:
+    parts = max(1, math.ceil(n / tile))
+    edges = [round(i * n / parts) for i in range(parts + 1)]
+    return [(edges[i], edges[i + 1]) for i in range(parts)]
+
+
+def tile_grid(height: int, width: int, tile: int, halo: int) -> list[Tile]:
+    """Row-major tiles covering a ``height`` x ``width`` plane."""
+    if height < 1 or width < 1:
+        raise ValueError(f"a plane must be at least 1x1, got {height}x{width}")
+    if not isinstance(tile, int) or tile < 1:
+        raise ValueError(f"tile size must be a positive integer, got {tile!r}")
+    if halo < 0:
+        raise ValueError(f"halo must be >= 0, got {halo}")
+    tiles = []
+    for y0, y1 in _cuts(height, tile):
+        for x0, x1 in _cuts(width, tile):
+            window = (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo))
+            tiles.append(Tile((y0, y1, x0, x1), window))
+    return tiles
+
+
+def count_tiles(height: int, width: int, tile: int) -> int:
+    return max(1, math.ceil(height / tile)) * max(1, math.ceil(width / tile))
