@@ -28,6 +28,9 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
     pairs. ``callback(event)`` gets every event; ``stop`` is a ``threading.Event`` that ends the run cleanly.
     Other keyword arguments are ``TrainConfig`` fields (optimizer, seed, precision, checkpoint_every...).
 
+    Checkpoints and ``events.jsonl`` go to ``out_dir`` (default: ``<user models>/runs/NAME``, where a new
+    run without ``resume=True`` replaces the previous run's checkpoint).
+
     Returns the saved ``RestorationModel``; it is at once usable as ``restore(..., model=name)`` and
     listed by ``list_models()`` (unless ``model_dir`` puts it elsewhere). Bad data raises ValueError
     before any step; a failure during training is re-raised.
@@ -50,7 +53,8 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
         config["val_fraction"], val_source = validation, None
     elif isinstance(validation, int) and not isinstance(validation, bool):
         config["val_count"], val_source = validation, None
-    if out_dir is None:
+    default_dir = out_dir is None
+    if out_dir is None:  # the model's own run folder: a new run (not resume) replaces the old checkpoint
         out_dir = user_models_dir() / "runs" / name
     if base_model is not None and not isinstance(base_model, (str, os.PathLike)):
         raise ValueError("base_model must be a model name or a path")
@@ -59,7 +63,8 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
                       steps=steps, patch_size=patch_size, batch_size=batch_size, lr=lr,
                       multi_supervised=multi_supervised, device=device, out_dir=str(Path(out_dir)),
                       model_dir=str(model_dir) if model_dir is not None else None, **config)
-    trainer = Trainer(cfg, clean=clean, pairs=pairs, validation=val_source, resume=resume, stop=stop)
+    trainer = Trainer(cfg, clean=clean, pairs=pairs, validation=val_source, resume=resume, stop=stop,
+                      overwrite=default_dir)
     finished = None
     for event in trainer.run():
         if callback is not None:

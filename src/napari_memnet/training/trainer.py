@@ -60,7 +60,8 @@ class Trainer:
     """One training run. Construction loads and checks the data and builds (or resumes) the model."""
 
     def __init__(self, config: TrainConfig, *, clean=None, pairs=None, validation=None,
-                 data: TrainingData | None = None, resume: bool = False, stop: threading.Event | None = None):
+                 data: TrainingData | None = None, resume: bool = False, stop: threading.Event | None = None,
+                 overwrite: bool = False):
         self.config = cfg = config
         self.stop_event = stop if stop is not None else threading.Event()
         self.error: BaseException | None = None
@@ -85,9 +86,10 @@ class Trainer:
         self.history: dict = {"base_model_psnr": None, "baseline_psnr": None, "last": None}
         self.out_dir = Path(cfg.out_dir) if cfg.out_dir else None
         self.resumed = False
+        self.overwrite = overwrite
         ckpt = self.checkpoint_path
-        if ckpt is not None and ckpt.exists():
-            if not resume:
+        if ckpt is not None and ckpt.exists() and (resume or not overwrite):
+            if not resume and not overwrite:
                 raise ValueError(f"{ckpt} already exists: pass resume=True (--resume) to continue that run, or use another out_dir")
             meta = load_checkpoint(ckpt, model=self.net, optimizer=self.optimizer, sampler=self.sampler)
             self.step = int(meta["step"])
@@ -238,7 +240,8 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[TrainingEvent]:
         """Train to ``config.steps`` (or a stop request), yielding events; log them to events.jsonl."""
-        log = EventLog(self.out_dir / EVENTS_NAME if self.out_dir else None, self.config.log_every)
+        log = EventLog(self.out_dir / EVENTS_NAME if self.out_dir else None, self.config.log_every,
+                       append=self.resumed or not self.overwrite)
         try:
             for event in self._run():
                 log.write(event)
@@ -290,12 +293,12 @@ class Trainer:
 class EventLog:
     """Appends events as JSON lines (Step events only every ``every``-th step)."""
 
-    def __init__(self, path: Path | None, every: int = 1):
+    def __init__(self, path: Path | None, every: int = 1, append: bool = True):
         self.every = max(1, int(every))
         self.fh = None
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = open(path, "a", encoding="utf-8")
+            self.fh = open(path, "a" if append else "w", encoding="utf-8")
 
     def write(self, event: TrainingEvent) -> None:
         if self.fh is None:

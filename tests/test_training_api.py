@@ -1,0 +1,110 @@
+"""fine_tune from Python and `memnet train` from the command line, on folders of real pairs."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import napari_memnet
+from napari_memnet.cli import main
+from napari_memnet.training import events as ev
+
+TINY = {"blocks": 2, "recursions": 2, "channels": 8}
+
+
+@pytest.fixture
+def pair_folders(shared_data, tmp_path):
+    """Noisy (float32 TIFF, sigma 25, unclipped) / clean (PNG) pairs matched by name, from real images."""
+    import tifffile
+
+    deg, cln = tmp_path / "noisy", tmp_path / "clean"
+    deg.mkdir()
+    cln.mkdir()
+    rng = np.random.default_rng(0)
+    for path in sorted((shared_data / "train" / "Train400").glob("*.png"))[:4]:
+        img = np.asarray(Image.open(path))[:96, :96]
+        Image.fromarray(img).save(cln / path.name)
+        noisy = img.astype(np.float32) / 255 + rng.normal(0, 25 / 255, img.shape).astype(np.float32)
+        tifffile.imwrite(deg / f"{path.stem}.tif", noisy)
+    return deg, cln
+
+
+def test_fine_tune_api_saves_a_user_model_usable_at_once(pair_folders, tmp_path):
+    seen = []
+    model = napari_memnet.fine_tune(pairs=pair_folders, task="denoise", architecture=TINY, steps=12, batch_size=8,
+                                    patch_size=24, lr=3e-3, name="my-denoiser", validation=1, callback=seen.append,
+                                    threads=1, validate_every=12)
+    assert model.name == "my-denoiser" and model.task == "denoise"
+    assert isinstance(seen[0], ev.Started) and isinstance(seen[-1], ev.Finished)
+    assert sum(isinstance(e, ev.Step) for e in seen) == 12
+    listed = {m.name: m for m in napari_memnet.list_models()}
+    assert listed["my-denoiser"].source == "user"
+    card = napari_memnet.load_model("my-denoiser").card
+    assert card["training"]["data"]["source"] == "pairs"
+    assert card["training"]["data"]["train_images"] == 3 and card["training"]["data"]["validation_items"] == 1
+    after = card["training"]["validation_psnr_after"]
+    assert np.isfinite(after)
+    # fine-tune the new model further: the "before" PSNR is the base model's PSNR on the same held-out pair
+    tuned = napari_memnet.fine_tune(pairs=pair_folders, task="denoise", base_model="my-denoiser", steps=3,
+                                    batch_size=8, patch_size=24, name="my-denoiser-2", validation=1, threads=1)
+    assert tuned.card["base_model"] == "my-denoiser"
+    assert tuned.card["training"]["validation_psnr_before"] == pytest.approx(after, abs=1e-4)
+    assert tuned.card["config"] == card["config"]
+
+
+def test_fine_tune_result_restores_an_image(pair_folders):
+    inference = pytest.importorskip("napari_memnet.inference")
+    napari_memnet.fine_tune(pairs=pair_folders, task="denoise", architecture=TINY, steps=2, batch_size=4,
+                            patch_size=24, name="quick", validation=1, threads=1)
+    noisy = np.asarray(Image.open(next(pair_folders[1].iterdir())), np.float32) / 255
+    out = inference.restore(noisy, "denoise", model="quick", device="cpu")
+    assert out.shape == noisy.shape and np.isfinite(out).all()
+
+
+def test_bad_pairs_are_refused_before_any_step(pair_folders, tmp_path):
+    deg, cln = pair_folders
+    first = sorted(deg.iterdir())[0]
+    Image.fromarray(np.zeros((50, 70), np.uint8)).save(deg / "extra.png")
+    Image.fromarray(np.zeros((40, 40), np.uint8)).save(cln / f"{first.stem}.png")  # now mismatched in shape
+    seen = []
+    out = tmp_path / "run"
+    with pytest.raises(ValueError) as err:
+        napari_memnet.fine_tune(pairs=(deg, cln), task="denoise", architecture=TINY, steps=5, name="bad",
+                                callback=seen.append, out_dir=out)
+    assert "extra.png" in str(err.value) and first.stem in str(err.value)
+    assert seen == [] and not out.exists()
+    assert "bad" not in {m.name for m in napari_memnet.list_models()}
+
+
+def test_cli_train_on_pair_folders_with_json_events(pair_folders, tmp_path, capsys):
+    out = tmp_path / "cli-run"
+    argv = ["train", "--task", "denoise", "--pairs", str(pair_folders[0]), str(pair_folders[1]), "--blocks", "2",
+            "--recursions", "2", "--channels", "8", "--steps", "4", "--batch", "4", "--patch", "24",
+            "--out-dir", str(out), "--name", "cli-denoiser", "--val-count", "1", "--threads", "1",
+            "--checkpoint-every", "2", "--log-every", "1", "--json"]
+    assert main(argv) == 0
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    kinds = [e["event"] for e in printed]
+    assert kinds[0] == "started" and kinds[-1] == "finished" and kinds.count("step") == 4
+    assert kinds.count("checkpoint") == 2
+    logged = [json.loads(line) for line in (out / "events.jsonl").read_text().splitlines()]
+    assert [e["event"] for e in logged] == kinds
+    card = json.loads((out / "cli-denoiser.json").read_text())
+    assert card["metrics"] and card["training"]["steps"] == 4
+    # a second run into the same folder needs --resume; with it, more steps continue the run
+    assert main(argv) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert main([*argv[:argv.index("--steps") + 1], "6", *argv[argv.index("--steps") + 2:], "--resume"]) == 0
+    resumed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert resumed[0]["resumed"] and [e["step"] for e in resumed if e["event"] == "step"] == [5, 6]
+
+
+def test_cli_refuses_bad_data_with_one_line(tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["train", "--task", "sr", "--clean-dir", str(empty), "--out-dir", str(tmp_path / "o")]) == 2
+    err = capsys.readouterr().err
+    assert "no images found" in err and str(empty) in err

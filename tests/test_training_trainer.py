@@ -1,0 +1,151 @@
+"""The trainer: learning on real images, exact resume after a killed process, stop requests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_memnet.training import events as ev
+from napari_memnet.training.checkpoint import CHECKPOINT_NAME, read_checkpoint
+from napari_memnet.training.config import TrainConfig
+from napari_memnet.training.trainer import Trainer
+
+SRC = str(Path(__file__).resolve().parents[1] / "src")
+TINY = {"blocks": 2, "recursions": 2, "channels": 16}
+
+
+@pytest.fixture(scope="module")
+def images(shared_data):
+    files = sorted((shared_data / "train" / "Train400").glob("*.png"))
+    return [str(f) for f in files[:3]]
+
+
+def test_validation_psnr_rises_above_the_noisy_input(images, tmp_path):
+    cfg = TrainConfig(task="denoise", levels=(25, 25), arch=TINY, steps=40, batch_size=16, patch_size=31,
+                      val_crop=96, validate_every=40, checkpoint_every=40, threads=1, seed=1,
+                      out_dir=str(tmp_path / "run"), model_dir=str(tmp_path / "models"), name="tiny-dn")
+    trainer = Trainer(cfg, clean=images[:2], validation=images[2:])
+    events = list(trainer.run())
+    vals = [e for e in events if isinstance(e, ev.Validation)]
+    steps = [e for e in events if isinstance(e, ev.Step)]
+    assert isinstance(events[0], ev.Started) and isinstance(events[-1], ev.Finished)
+    assert [e.step for e in steps] == list(range(1, 41))
+    assert all(len(e.branch_losses) == 2 and len(e.branch_weights) == 2 and e.patches_per_s > 0 for e in steps)
+    first, last = vals[0], vals[-1]
+    assert first.step == 0 and last.step == 40
+    assert abs(first.baseline_psnr - 20.2) < 0.5  # sigma 25 noise
+    assert last.psnr > last.baseline_psnr + 1.0, (first, last)
+    assert last.base_model_psnr == pytest.approx(first.psnr)
+    done = events[-1]
+    from napari_memnet.modelfile import load_model
+
+    model = load_model(Path(done.model_path))
+    card = model.card
+    assert card["task"] == "denoise" and card["levels"] == {"sigma_range": [25.0, 25.0]}
+    assert card["training"]["steps"] == 40
+    assert card["training"]["validation_psnr_after"] == pytest.approx(last.psnr)
+    assert card["training"]["validation_psnr_before"] == pytest.approx(first.psnr)
+    assert card["metrics"][0]["psnr"] == pytest.approx(last.psnr, abs=1e-3)
+    lines = (tmp_path / "run" / "events.jsonl").read_text().splitlines()
+    assert '"event": "finished"' in lines[-1]
+
+
+_CRASH = textwrap.dedent("""
+    import os, sys, signal
+    from napari_memnet.training.config import TrainConfig
+    from napari_memnet.training.trainer import Trainer
+    cfg = TrainConfig.from_dict(__import__("json").loads(sys.argv[1]))
+    for e in Trainer(cfg, clean=sys.argv[2:], resume=True).run():
+        if type(e).__name__ == "CheckpointSaved" and e.step == 10:
+            os.kill(os.getpid(), signal.SIGKILL)   # a real crash right after the step-10 checkpoint
+""")
+
+
+def test_resume_after_a_killed_process_gives_the_same_weights(images, tmp_path):
+    import json
+
+    import torch
+    from safetensors.torch import load_file
+
+    def cfg(out):
+        return TrainConfig(task="denoise", levels=(0, 50), arch={"blocks": 2, "recursions": 2, "channels": 8}, steps=20,
+                           batch_size=8, patch_size=24, val_count=1, val_crop=48, checkpoint_every=10,
+                           validate_every=100, threads=1, seed=5, out_dir=str(out), model_dir=str(out), name="m")
+
+    one_go = cfg(tmp_path / "one")
+    list(Trainer(one_go, clean=images).run())
+    crashed = cfg(tmp_path / "two")
+    env = {**os.environ, "PYTHONPATH": SRC}
+    proc = subprocess.run([sys.executable, "-c", _CRASH, json.dumps(crashed.to_dict()), *images], env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == -9, proc.stderr
+    tensors, meta = read_checkpoint(tmp_path / "two" / CHECKPOINT_NAME)
+    assert meta["step"] == 10 and not (tmp_path / "two" / "m.safetensors").exists()
+    resumed = Trainer(cfg(tmp_path / "two"), clean=images, resume=True)
+    assert resumed.step == 10
+    events = list(resumed.run())
+    steps = [e.step for e in events if isinstance(e, ev.Step)]
+    assert steps == list(range(11, 21)) and events[0].resumed
+    a = load_file(str(tmp_path / "one" / "m.safetensors"))
+    b = load_file(str(tmp_path / "two" / "m.safetensors"))
+    assert a.keys() == b.keys()
+    for key in a:
+        torch.testing.assert_close(b[key], a[key], rtol=0, atol=1e-6, msg=key)
+    # the loss curve continues: the resumed run's log holds steps 1..10 and 11..20
+    logged = [json.loads(x) for x in (tmp_path / "two" / "events.jsonl").read_text().splitlines()]
+    assert [e["step"] for e in logged if e["event"] == "step"] == list(range(1, 21))
+
+
+def test_stop_request_mid_run_leaves_a_checkpoint_and_a_usable_model(images, tmp_path):
+    import threading
+
+    from napari_memnet.modelfile import load_model
+
+    stop = threading.Event()
+    cfg = TrainConfig(task="sr", levels=(2, 3), arch={"blocks": 2, "recursions": 2, "channels": 8}, steps=500,
+                      batch_size=4, val_count=1, val_crop=48, checkpoint_every=1000, validate_every=1000,
+                      threads=1, out_dir=str(tmp_path / "run"), model_dir=str(tmp_path), name="stopped")
+    trainer = Trainer(cfg, clean=images, stop=stop)
+    seen = []
+    for event in trainer.run():
+        seen.append(event)
+        if isinstance(event, ev.Step) and event.step == 5:
+            stop.set()
+    finished = seen[-1]
+    assert isinstance(finished, ev.Finished) and finished.stopped and finished.step == 5
+    assert any(isinstance(e, ev.CheckpointSaved) and e.step == 5 for e in seen)
+    _, meta = read_checkpoint(tmp_path / "run" / CHECKPOINT_NAME)
+    assert meta["step"] == 5 and meta["config"]["task"] == "sr"
+    model = load_model(tmp_path / "stopped.safetensors")
+    assert model.card["training"]["steps"] == 5
+    out = model.inference_module()(__import__("torch").rand(1, 1, 40, 40))
+    assert out.shape == (1, 1, 40, 40) and np.isfinite(out.numpy()).all()
+
+
+def test_existing_checkpoint_needs_resume(images, tmp_path):
+    cfg = TrainConfig(task="deblock", levels=(10, 30), arch={"blocks": 1, "recursions": 1, "channels": 8}, steps=2,
+                      batch_size=2, val_count=1, val_crop=32, threads=1, out_dir=str(tmp_path), model_dir=str(tmp_path),
+                      name="d")
+    events = list(Trainer(cfg, clean=images).run())
+    assert isinstance(events[-1], ev.Finished)
+    with pytest.raises(ValueError, match="resume"):
+        Trainer(cfg, clean=images)
+    again = Trainer(cfg, clean=images, resume=True)
+    assert again.step == 2
+    assert isinstance(list(again.run())[-1], ev.Finished)
+
+
+def test_a_failure_during_training_is_an_event(images, tmp_path):
+    cfg = TrainConfig(task="denoise", levels=(25, 25), arch={"blocks": 1, "recursions": 1, "channels": 8}, steps=3,
+                      batch_size=2, val_count=1, val_crop=32, threads=1, model_dir=str(tmp_path), name="f")
+    trainer = Trainer(cfg, clean=images)
+    trainer.data.val[0].input = np.zeros((5, 5), np.float32)  # breaks validation: shapes differ
+    events = list(trainer.run())
+    assert isinstance(events[-1], ev.Failed)
+    assert "ValueError" in events[-1].error and trainer.error is not None
