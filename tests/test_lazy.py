@@ -59,14 +59,14 @@ def untiled(model_name, planes01, scale=1):
         p = np.asarray(p, np.float32)
         if scale > 1:
             p = imresize(p, output_shape=(p.shape[0] * scale, p.shape[1] * scale)).astype(np.float32)
-        out.append(restore_plane(model, p, device="cpu", precision="float32", tile_size=None))
+        out.append(restore_plane(model, p, device="cpu", precision="fp32", tile_size=None))
     return np.stack(out)
 
 
 def test_denoise_blocks_are_exact_and_lazy(models, stack):
     x = da.from_array(stack.astype(np.float32) / 255.0, chunks=(1, 90, 110))
     result = lazy.restore_dask(x, "denoise", model=models["denoise"], chunks=32, normalization=(0, 1),
-                               device="cpu", precision="float32")
+                               device="cpu", precision="fp32")
     assert lazy.model_calls(result) == []  # nothing computed yet
     assert result.chunks[0] == (1, 1, 1) and len(result.chunks[1]) > 1 and len(result.chunks[2]) > 1
     out = result.compute()
@@ -80,7 +80,7 @@ def test_denoise_blocks_are_exact_and_lazy(models, stack):
 def test_sr_blocks_are_exact(models, stack, scale):
     planes = stack[:1, :60, :70].astype(np.float32) / 255.0
     result = lazy.restore_dask(da.from_array(planes), "sr", scale=scale, model=models["sr"], chunks=24,
-                               normalization=(0, 1), device="cpu", precision="float32")
+                               normalization=(0, 1), device="cpu", precision="fp32")
     assert result.shape == (1, 60 * scale, 70 * scale)
     assert result.chunks[1][0] == result.chunks[1][0] // scale * scale  # chunks scale times larger
     out = result.compute()
@@ -90,9 +90,10 @@ def test_sr_blocks_are_exact(models, stack, scale):
 def test_uint16_uses_one_global_normalization(models, stack):
     data16 = (stack[1].astype(np.uint16) * 200 + 1000)  # 1000..52000
     result = lazy.restore_dask(da.from_array(data16, chunks=45), "denoise", model=models["denoise"],
-                               chunks=30, device="cpu", precision="float32")
+                               chunks=30, device="cpu", precision="fp32")
     plan = lazy.plan_of(result)
     sample = lazy.sample_intensity(da.from_array(data16, chunks=45))
+    assert plan.norm.mode == "percentile"
     assert (plan.norm.low, plan.norm.high) == tuple(np.percentile(sample, lazy.PERCENTILES))
     out = result.compute()
     assert out.dtype == np.uint16
@@ -106,7 +107,8 @@ def test_uint8_round_trip_and_zarr_input(models, stack, tmp_path):
     z = zarr.create_array(str(tmp_path / "in.zarr"), shape=stack.shape, chunks=(1, 45, 55), dtype="u1")
     z[:] = stack
     result = lazy.restore_dask(z, "denoise", model=models["denoise"], chunks=40)
-    assert result.dtype == np.uint8 and lazy.plan_of(result).norm == lazy.Normalization(0.0, 255.0)
+    norm = lazy.plan_of(result).norm
+    assert result.dtype == np.uint8 and (norm.low, norm.high) == (0.0, 255.0)
     out = result.compute()
     ref = np.clip(np.rint(untiled(models["denoise"], stack / 255.0) * 255), 0, 255)
     assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
@@ -141,13 +143,15 @@ def test_bad_input_is_rejected(models, stack):
     x = da.from_array(stack)
     with pytest.raises(ValueError, match="unknown task"):
         lazy.restore_dask(x, "deblur", model=models["denoise"])
-    with pytest.raises(ValueError, match="scale"):
+    with pytest.raises(ValueError, match="needs a scale"):
         lazy.restore_dask(x, "sr", model=models["sr"])
     with pytest.raises(ValueError, match="axes"):
         lazy.restore_dask(x, "denoise", model=models["denoise"], axes="YX")
+    with pytest.raises(ValueError, match="channel axis"):
+        lazy.restore_dask(da.zeros((30, 30, 3), dtype=np.uint8), "denoise", model=models["denoise"])
     with pytest.raises(ValueError, match="made for task"):
         lazy.restore_dask(x, "denoise", model=models["sr"])
-    with pytest.raises(ValueError, match="numeric"):
+    with pytest.raises(ValueError, match="integer or floating-point"):
         lazy.restore_dask(da.from_array(np.zeros((20, 20), bool)), "denoise", model=models["denoise"])
     with pytest.raises(ValueError, match="scheduler"):
         lazy.restore_dask(x, "denoise", model=models["denoise"], scheduler="gpu-cluster")

@@ -31,6 +31,7 @@ __all__ = [
     "ModelSpec",
     "model_spec",
     "get_model",
+    "get_engine",
     "model_cache_info",
     "clear_model_cache",
     "normalize_scheduler",
@@ -122,6 +123,27 @@ def get_model(spec: ModelSpec, device: str = "auto"):
     return model
 
 
+_ENGINES: dict[tuple[str, str, str], Any] = {}
+
+
+def get_engine(spec: ModelSpec, device: str = "auto", precision: str = "auto"):
+    """The prepared ``inference.Engine`` (BatchNorm folded, on its device) for
+    ``spec`` in this process, built at most once per (key, device, precision)."""
+    key = (spec.key, str(device), str(precision))
+    engine = _ENGINES.get(key)
+    if engine is not None:
+        return engine
+    model = get_model(spec, device)
+    with _CACHE_LOCK:
+        engine = _ENGINES.get(key)
+        if engine is None:
+            from .inference import Engine
+
+            engine = Engine(model, device=device, precision=precision)
+            _ENGINES[key] = engine
+    return engine
+
+
 def model_cache_info() -> dict:
     """``{"pid": ..., "loads": {"<key>|<device>": n_loads}}`` for this process."""
     return {"pid": os.getpid(), "loads": {f"{k}|{d}": n for (k, d), n in _LOADS.items()}}
@@ -131,6 +153,7 @@ def clear_model_cache() -> None:
     with _CACHE_LOCK:
         _CACHE.clear()
         _LOADS.clear()
+        _ENGINES.clear()
 
 
 # ------------------------------------------------------------------ schedulers

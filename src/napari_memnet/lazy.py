@@ -40,7 +40,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .distributed import ModelSpec, get_model, model_spec, run_blocks
+from .distributed import ModelSpec, get_engine, model_spec, run_blocks
+from .intensity import DEFAULT_PERCENTILES, Intensity, choose_intensity, output_dtype
 
 __all__ = [
     "Normalization",
@@ -59,48 +60,22 @@ __all__ = [
     "model_calls",
 ]
 
-TASKS = ("denoise", "sr", "deblock")
-SR_SCALES = (2, 3, 4)
 CPU_CHUNK = 1024
 GPU_CHUNK = 2048
-PERCENTILES = (0.1, 99.9)
+PERCENTILES = DEFAULT_PERCENTILES
 
 
 # ------------------------------------------------------------------ intensity
-@dataclass(frozen=True)
-class Normalization:
-    """Maps ``low..high`` (data units) to the models' 0..1 scale and back."""
-
-    low: float
-    high: float
-
-    def __post_init__(self):
-        if not (math.isfinite(self.low) and math.isfinite(self.high)) or self.high <= self.low:
-            raise ValueError(f"normalization needs finite low < high, got ({self.low}, {self.high})")
-
-    def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
-        if self.low == 0.0 and self.high == 1.0:
-            return x
-        return (x - np.float32(self.low)) * np.float32(1.0 / (self.high - self.low))
-
-    def inverse(self, y: np.ndarray, dtype) -> np.ndarray:
-        dtype = np.dtype(dtype)
-        if not (self.low == 0.0 and self.high == 1.0):
-            y = y.astype(np.float64) * (self.high - self.low) + self.low
-        if np.issubdtype(dtype, np.integer):
-            info = np.iinfo(dtype)
-            return np.clip(np.rint(y), info.min, info.max).astype(dtype)
-        return np.asarray(y, dtype=np.float32)
-
-
-def output_dtype(dtype) -> np.dtype:
-    dtype = np.dtype(dtype)
-    return dtype if np.issubdtype(dtype, np.integer) else np.dtype(np.float32)
+def Normalization(low: float, high: float) -> Intensity:  # noqa: N802 (reads like the class it builds)
+    """A fixed ``Intensity`` map ``low..high -> 0..1`` (checked: finite, low < high)."""
+    low, high = float(low), float(high)
+    if not (math.isfinite(low) and math.isfinite(high)) or high <= low:
+        raise ValueError(f"normalization needs finite low < high, got ({low}, {high})")
+    return Intensity("given", low, high)
 
 
 def sample_intensity(arr, *, max_chunks: int = 32, per_chunk: int = 65536, scheduler=None) -> np.ndarray:
-    """A bounded, deterministic sample of a dask array's values (1-D float64).
+    """A bounded, deterministic sample of a dask array's finite values (1-D, its dtype).
 
     Reads at most ``max_chunks`` chunks spread evenly over the chunk grid and
     takes a regular stride inside each (at most ``per_chunk`` values), so the
@@ -116,8 +91,8 @@ def sample_intensity(arr, *, max_chunks: int = 32, per_chunk: int = 65536, sched
         step = max(1, int(math.ceil((block.size / per_chunk) ** (1.0 / max(1, block.ndim)))))
         parts.append(block[(slice(None, None, step),) * block.ndim].ravel())
     values = dask.compute(*parts, scheduler=_local_name(scheduler))
-    sample = np.concatenate([np.asarray(v, dtype=np.float64) for v in values])
-    return sample[np.isfinite(sample)]
+    sample = np.concatenate([np.asarray(v).ravel() for v in values])
+    return sample[np.isfinite(sample)] if sample.dtype.kind == "f" else sample
 
 
 def _local_name(scheduler) -> str:
@@ -125,9 +100,15 @@ def _local_name(scheduler) -> str:
     return "synchronous" if scheduler in ("synchronous", "sync") else "threads"
 
 
-def global_normalization(arr, normalization=None, *, scheduler=None) -> Normalization:
-    """The one ``Normalization`` used for every block of ``arr``."""
-    if isinstance(normalization, Normalization):
+def global_normalization(arr, normalization=None, *, scheduler=None) -> Intensity:
+    """The one ``intensity.Intensity`` map used for every block of ``arr``.
+
+    ``normalization``: None (automatic), ``(low, high)`` or an ``Intensity``.
+    Automatic follows ``intensity.choose_intensity`` (uint8 and 8-bit-range
+    data /255, float 0..1 as is, others the 0.1/99.9 percentiles) applied to
+    the bounded ``sample_intensity`` sample instead of the whole array, so
+    the range tests and percentiles are those of the sample."""
+    if isinstance(normalization, Intensity):
         return normalization
     if normalization is not None:
         try:
@@ -135,18 +116,12 @@ def global_normalization(arr, normalization=None, *, scheduler=None) -> Normaliz
         except (TypeError, ValueError):
             raise ValueError(f"normalization must be (low, high), got {normalization!r}") from None
         return Normalization(low, high)
-    dtype = np.dtype(arr.dtype)
-    if dtype == np.uint8:
-        return Normalization(0.0, 255.0)
+    if np.dtype(arr.dtype) == np.uint8:
+        return Intensity("8bit", 0.0, 255.0)
     sample = sample_intensity(arr, scheduler=scheduler)
     if sample.size == 0:
         raise ValueError("cannot normalise the image: it has no finite values")
-    low, high = (float(v) for v in np.percentile(sample, PERCENTILES))
-    if high <= low:  # a (nearly) constant image
-        low, high = float(sample.min()), float(sample.max())
-        if high <= low:
-            high = low + 1.0
-    return Normalization(low, high)
+    return choose_intensity(sample, PERCENTILES)
 
 
 # ------------------------------------------------------------------ block cache
@@ -229,20 +204,19 @@ def as_dask(image, chunks=None):
     raise ValueError(f"expected a dask, zarr or numpy array, got {type(image).__name__}")
 
 
-def parse_axes(axes: str | None, ndim: int, shape: tuple) -> str:
-    """Axis letters, one per dimension: Y and X once each, C (channels) at most
-    once, anything else a stack axis. Default: the last two dims are Y, X and
-    every other a stack axis (napari's convention for gray stacks)."""
-    if axes is None:
-        if ndim < 2:
-            raise ValueError(f"expected an image with at least 2 dimensions (..., Y, X), got shape {shape}")
-        return "".join("TZQRSUVW"[i] if i < 8 else "S" for i in range(ndim - 2)) + "YX"
-    axes = axes.upper()
-    if len(axes) != ndim:
-        raise ValueError(f"axes {axes!r} has {len(axes)} letters but the image has {ndim} dimensions {shape}")
-    if axes.count("Y") != 1 or axes.count("X") != 1 or axes.count("C") > 1 or len(set(axes)) != len(axes):
-        raise ValueError(f"axes {axes!r} must name Y and X once each, C at most once, and no letter twice")
-    return axes
+def parse_axes(axes: str | None, shape: tuple) -> str:
+    """The axes letters of an image, checked by ``napari_memnet.axes`` (same
+    defaults as ``restore``). Lazy restoration handles gray planes and stacks:
+    a channel axis (C/S, e.g. RGB) is refused with a ValueError."""
+    from .axes import parse_axes as parse_layout
+
+    layout = parse_layout(axes, tuple(shape))
+    if layout.channel is not None:
+        raise ValueError(
+            f"lazy (dask/zarr) restoration handles gray images and stacks only; axes {layout.axes!r} have a "
+            "channel axis: restore the channels one by one (e.g. image[..., k]) or use restore() on a numpy array"
+        )
+    return layout.axes
 
 
 def _default_yx_chunk(device: str) -> int:
@@ -303,7 +277,7 @@ class BlockPlan:
     scale: int
     axes: str
     halo: int
-    norm: Normalization
+    norm: Intensity
     out_dtype: str
     device: str
     precision: str
@@ -337,7 +311,7 @@ def restore_block(block: np.ndarray, plan: BlockPlan, loc: tuple, numblocks: tup
             before = halo if loc[i] > 0 else 0
             after = halo if loc[i] < numblocks[i] - 1 else 0
             crops.append((before, block.shape[i] - after))
-    model = get_model(plan.spec, plan.device)
+    engine = get_engine(plan.spec, plan.device, plan.precision)
     # move Y, X last (C just before them if present) and loop over the rest
     order = [i for i, a in enumerate(axes) if a not in "CYX"] + [axes.index(a) for a in "CYX" if a in axes]
     x = plan.norm.forward(np.transpose(block, order))
@@ -348,38 +322,27 @@ def restore_block(block: np.ndarray, plan: BlockPlan, loc: tuple, numblocks: tup
         (y0, y1), (x0, x1) = crops[1], crops[0]
     result = np.empty((planes.shape[0], (y1 - y0) * s, (x1 - x0) * s), dtype=np.float32)
     for k, plane in enumerate(planes):
-        restored = _restore_plane(model, plane, plan)
+        restored = _restore_plane(engine, plane, plan.scale)
         result[k] = restored[y0 * s:y1 * s, x0 * s:x1 * s]
     out = result.reshape(lead + result.shape[-2:])
     out = plan.norm.inverse(out, plan.out_dtype)
     return np.ascontiguousarray(np.transpose(out, np.argsort(order)))
 
 
-def _restore_plane(model, plane: np.ndarray, plan: BlockPlan) -> np.ndarray:
-    from .inference import restore_plane
-
-    if plan.scale > 1:
+def _restore_plane(engine, plane: np.ndarray, scale: int) -> np.ndarray:
+    """One float32 plane (0..1) through the cached engine; SR upsamples first."""
+    if scale > 1:
         from .imresize import imresize
 
         h, w = plane.shape
-        plane = imresize(plane, output_shape=(h * plan.scale, w * plan.scale)).astype(np.float32)
-    return np.asarray(restore_plane(model, plane, device=plan.device, precision=plan.precision),
-                      dtype=np.float32)
+        plane = np.asarray(imresize(plane, output_shape=(h * scale, w * scale)), dtype=np.float32)
+    out = np.empty(plane.shape, dtype=np.float32)
+    for _ in engine.run_plane(np.ascontiguousarray(plane, dtype=np.float32), out):
+        pass
+    return out
 
 
 # ------------------------------------------------------------------ public entry points
-def _check_task(task: str, scale) -> int:
-    if task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-    if task == "sr":
-        if scale is None or int(scale) != scale or int(scale) not in SR_SCALES:
-            raise ValueError(f"super-resolution needs scale in {SR_SCALES}, got {scale!r}")
-        return int(scale)
-    if scale not in (None, 1):
-        raise ValueError(f"scale applies to task 'sr' only, got scale={scale!r} for {task!r}")
-    return 1
-
-
 def halo_for(radius: int, scale: int) -> int:
     """Y/X halo in input pixels for a model of receptive radius ``radius``."""
     if scale == 1:
@@ -403,12 +366,16 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
 
     from .distributed import normalize_scheduler
 
-    s = _check_task(task, scale)
+    from .inference import check_task
+
+    task, s = check_task(task, scale)
     normalize_scheduler(scheduler)
     arr = as_dask(image)
-    axes = parse_axes(axes, arr.ndim, arr.shape)
     if np.dtype(arr.dtype).kind not in "uif":
-        raise ValueError(f"expected a numeric (integer or float) image, got dtype {arr.dtype}")
+        raise ValueError(f"expected an integer or floating-point image, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError(f"the image is empty (shape {arr.shape})")
+    axes = parse_axes(axes, arr.shape)
     spec = model_spec(model, task=task)
     if spec.task and spec.task != task:
         raise ValueError(f"model {spec.name!r} was made for task {spec.task!r}, not {task!r}")
@@ -456,7 +423,11 @@ def compute_iter(result, *, scheduler=None, cancel=None):
         elapsed = time.perf_counter() - start
         eta = elapsed / done * (total - done) if done else None
         yield TileProgress(done, total, elapsed, eta)
-    yield RestoreResult(data=out)
+    plan = plan_of(result)
+    yield RestoreResult(data=out, model_name=plan.spec.name if plan else "", device=plan.device if plan else "",
+                        precision=plan.precision if plan else "", tile_size=0,
+                        seconds=time.perf_counter() - start, task=plan.task if plan else None,
+                        scale=plan.scale if plan else 1, axes=plan.axes if plan else "")
 
 
 def compute(result, *, scheduler=None, progress=None, cancel=None) -> np.ndarray:

@@ -76,8 +76,8 @@ def _open_tiff(path: Path, level: int):
             series = tif.series[0]
             axes = series.axes
             n_levels = len(series.levels)
-    except (tifffile.TiffFileError, OSError, ValueError) as exc:
-        raise ValueError(f"{path}: not a readable TIFF file ({exc})") from None
+    except (tifffile.TiffFileError, OSError, ValueError, IndexError) as exc:
+        raise ValueError(f"{path}: not a readable TIFF file ({type(exc).__name__}: {exc})") from None
     if not 0 <= level < n_levels:
         raise ValueError(f"{path}: has {n_levels} resolution level(s); level {level} does not exist")
     store = tifffile.imread(path, aszarr=True, level=level)
