@@ -7,8 +7,9 @@ degradations are the ones the models are trained on (``napari_memnet.degrade``).
 
 Each function returns napari ``LayerData`` tuples: the clean reference first
 (bottom) and the degraded image last (on top, so it is the selected layer).
-All intensities are on the engine's 0..1 scale (float32) except the JPEG
-sample, which is 8-bit like a real JPEG file.
+All intensities are on the engine's 0..1 scale (float32, clipped to 0..1 like a
+real recording, so ``restore`` uses them as they are) except the JPEG sample,
+which is 8-bit like a real JPEG file.
 """
 
 from __future__ import annotations
@@ -39,11 +40,12 @@ def _reference(data: np.ndarray, name: str, **kwargs) -> tuple:
 
 
 def noisy_sample() -> list[tuple]:
-    """Astronaut with additive white Gaussian noise, sigma 25 (of 255), unclipped."""
+    """Astronaut with additive white Gaussian noise, sigma 25 (of 255), clipped to 0..1."""
     from .degrade import add_noise
 
     clean = astronaut_uint8().astype(np.float32) / 255.0
-    noisy = add_noise(clean, NOISE_SIGMA, rng=np.random.default_rng(0)).astype(np.float32)
+    noisy = add_noise(clean, NOISE_SIGMA, rng=np.random.default_rng(0))
+    noisy = np.clip(noisy, 0.0, 1.0).astype(np.float32)
     limits = (0.0, 1.0)
     return [
         _reference(clean, "astronaut (clean reference)", contrast_limits=limits),
@@ -133,7 +135,8 @@ def cells_sample() -> list[tuple]:
     peak_photons = 30.0
     read_noise = 0.03
     noisy = rng.poisson(clean * peak_photons) / peak_photons
-    noisy = (noisy + rng.normal(0.0, read_noise, clean.shape)).astype(np.float32)
+    noisy = noisy + rng.normal(0.0, read_noise, clean.shape)
+    noisy = np.clip(noisy, 0.0, 1.0).astype(np.float32)
     limits = (0.0, 1.0)
     return [
         _reference(clean, "cells (clean reference)", contrast_limits=limits),
