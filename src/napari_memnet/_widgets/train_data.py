@@ -139,7 +139,8 @@ def from_layer_pairs(pairs, task: str, validation: str, fraction: float, world_p
     levels = (scales.pop(),) if task == "sr" and len(scales) == 1 and 1 not in scales else None
     req = DataRequest(SOURCE_LAYER_PAIRS, names=names, levels=levels,
                       description="napari layer pairs: " + ", ".join(names.values()))
-    if validation == VAL_REGION:
+    registered = all(_spatial(d) == _spatial(c) or (task == "sr" and _sr_scale(d, c) > 1) for d, c in arrays)
+    if validation == VAL_REGION and registered:  # unregistered pairs go whole: the engine names their sizes
         train, val = [], []
         for i, (d, c) in enumerate(arrays):
             s = _sr_scale(d, c) if task == "sr" else 1

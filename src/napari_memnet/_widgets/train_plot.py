@@ -36,7 +36,7 @@ def _fmt(value: float) -> str:
     if value == 0:
         return "0"
     if abs(value) >= 1000 or abs(value) < 0.01:
-        return f"{value:.0e}"
+        return f"{value:.3g}"
     return f"{value:.4g}"
 
 
@@ -134,25 +134,27 @@ class LinePlot(QWidget):
             return QPointF(plot.left() + (x - x0) / (x1 - x0) * plot.width(),
                            plot.bottom() - (self._ty(y) - y0) / (y1 - y0) * plot.height())
 
-        # ticks
+        # ticks (a log axis gets its ticks at round values of the data itself)
         p.setPen(QColor("#9e9e9e"))
-        ystep = _nice_step(y1 - y0)
-        t = math.ceil(y0 / ystep) * ystep
-        while t <= y1:
-            py = plot.bottom() - (t - y0) / (y1 - y0) * plot.height()
-            label = _fmt(10 ** t if self.log_y else t)
+        if self.log_y:
+            lo, hi = 10 ** y0, 10 ** y1
+            ystep = _nice_step(hi - lo)
+            ticks = [t * ystep for t in range(math.ceil(lo / ystep), math.floor(hi / ystep) + 1) if t > 0]
+            ticks = [(math.log10(t), t) for t in ticks]
+        else:
+            ystep = _nice_step(y1 - y0)
+            ticks = [(t * ystep, t * ystep) for t in range(math.ceil(y0 / ystep), math.floor(y1 / ystep) + 1)]
+        for pos, value in ticks:
+            py = plot.bottom() - (pos - y0) / (y1 - y0) * plot.height()
             p.drawText(QRectF(0, py - fm.height() / 2, left - 4, fm.height()),
-                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, label)
+                       Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter, _fmt(value))
             p.drawLine(QPointF(plot.left(), py), QPointF(plot.left() + 3, py))
-            t += ystep
         xstep = max(1.0, _nice_step(x1 - x0))
         t = math.ceil(x0 / xstep) * xstep
         while t <= x1:
             px = plot.left() + (t - x0) / (x1 - x0) * plot.width()
             p.drawText(QRectF(px - 30, plot.bottom() + 2, 60, fm.height()), Qt.AlignmentFlag.AlignHCenter, f"{t:g}")
             t += xstep
-        p.drawText(QRectF(plot.right() - 60, plot.bottom() + 2, 60, fm.height()),
-                   Qt.AlignmentFlag.AlignRight, "step")
         # reference lines, then the series
         for name, h in self._hlines.items():
             if self.log_y and h["y"] <= 0:

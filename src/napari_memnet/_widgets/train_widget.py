@@ -93,7 +93,7 @@ class TrainWidget(Container):
         self.batch_size = SpinBox(label="batch size", value=16, min=1, max=1024)
         self.learning_rate = LineEdit(label="learning rate", value="auto",
                                       tooltip="auto: 1e-4 when fine-tuning a model, 1e-3 from scratch (Adam)")
-        self.multi_supervised = CheckBox(text="multi-supervised loss (w_m)", value=True)
+        self.multi_supervised = CheckBox(text="multi-supervised loss", value=True)
         self.device = ComboBox(label="device", choices=self._device_choices)
         self.validate_every = SpinBox(label="validate every", value=0, min=0, max=1_000_000,
                                       tooltip="steps between validations; 0 = a tenth of the steps")
@@ -123,8 +123,8 @@ class TrainWidget(Container):
         for label in (self.status, self.data_message, self.pairs_label):
             label.native.setWordWrap(True)
         # plots: plain Qt widgets under the form
-        self.loss_plot = LinePlot("training loss (log)", log_y=True)
-        self.psnr_plot = LinePlot("validation PSNR (dB)")
+        self.loss_plot = LinePlot("training loss vs step (log scale)", log_y=True)
+        self.psnr_plot = LinePlot("validation PSNR (dB) vs step")
         self.weight_bars = WeightBars()
         layout = self.native.layout()
         for w in (self.loss_plot, self.psnr_plot, self.weight_bars):
@@ -434,16 +434,21 @@ class TrainWidget(Container):
         """Process Qt events until the running worker ends (``TimeoutError`` after stopping it)."""
         from qtpy.QtCore import QEventLoop, QTimer
 
-        worker = self._worker
-        if worker is None:
+        if self._worker is None:
             return
         loop = QEventLoop()
-        worker.finished.connect(loop.quit)
+        poll = QTimer()  # the worker may have finished before we got here: poll our own state
+        poll.timeout.connect(lambda: loop.quit() if self._worker is None else None)
+        poll.start(20)
         expired = []
+        deadline = QTimer(singleShot=True)
+        deadline.timeout.connect(lambda: (expired.append(True), loop.quit()))
         if timeout is not None:
-            QTimer.singleShot(int(timeout * 1000), lambda: (expired.append(True), loop.quit()))
+            deadline.start(int(timeout * 1000))
         if self._worker is not None:
             loop.exec()
+        poll.stop()
+        deadline.stop()
         if expired and self._worker is not None:
             self.stop()
             raise TimeoutError(f"training did not finish within {timeout} s (stop requested)")
