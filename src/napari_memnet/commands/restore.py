@@ -1,0 +1,214 @@
+"""``memnet restore``: restore TIFF, PNG and JPEG files (or folders of them).
+
+Each input ``NAME.ext`` becomes ``OUTDIR/NAME_<task>.tif``, written
+atomically. TIFF axes come from the file (ImageJ hyperstack or OME/shaped
+series axes, e.g. ``TZCYX``, ``YXS``); ``--axes`` overrides them. The
+resolution tags (pixels per unit) are kept, multiplied by the scale for
+super-resolution; ImageJ metadata (unit, spacing, frame interval) is kept
+when the result can be written as an ImageJ hyperstack. A file that fails is
+reported and the others still run; the exit code is 1 if any failed.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+TIFF_SUFFIXES = (".tif", ".tiff")
+PIL_SUFFIXES = (".png", ".jpg", ".jpeg")
+SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES
+IMAGEJ_KEYS = ("unit", "spacing", "finterval", "xunit", "yunit", "zunit")
+IMAGEJ_DTYPES = (np.uint8, np.uint16, np.float32)
+
+
+@dataclass
+class LoadedImage:
+    """Pixels plus what is needed to write the result back with its metadata."""
+
+    data: np.ndarray
+    axes: str | None  # None: let restore pick the default for the shape
+    resolution: tuple[float, float] | None = None  # (x, y) pixels per unit
+    resolution_unit: int | None = None
+    imagej: dict = field(default_factory=dict)
+
+
+def register(sub) -> None:
+    p = sub.add_parser("restore", help="restore image files (TIFF, PNG, JPEG) with a MemNet model",
+                       description=__doc__.split("\n\n")[0])
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
+    p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for NAME_<task>.tif results")
+    p.add_argument("--task", required=True, choices=("denoise", "sr", "deblock"))
+    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="super-resolution factor (task sr)")
+    p.add_argument("--model", help="model name or file (default: the task's bundled model)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
+    p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (default auto)")
+    p.add_argument("--tile", type=int, metavar="N", help="tile side in pixels (default: from device memory)")
+    p.add_argument("--axes", help="axes of every input, e.g. TZYX or YXC (default: from the file / shape)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+# ---------------------------------------------------------------------------- inputs
+def collect_inputs(paths: list[str]) -> list[Path]:
+    """Files as given, plus the supported images directly inside given folders
+    (sorted, hidden files skipped). Missing paths are kept: they fail later."""
+    found: list[Path] = []
+    for text in paths:
+        path = Path(text)
+        if path.is_dir():
+            found.extend(sorted(p for p in path.iterdir()
+                                if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")))
+        else:
+            found.append(path)
+    return found
+
+
+def read_image(path: Path) -> LoadedImage:
+    """Read a TIFF (tifffile) or PNG/JPEG (Pillow) file."""
+    if not path.exists():
+        raise ValueError(f"no such file: {path}")
+    suffix = path.suffix.lower()
+    if suffix in TIFF_SUFFIXES:
+        return _read_tiff(path)
+    if suffix in PIL_SUFFIXES:
+        return _read_pil(path)
+    raise ValueError(f"unsupported file type {path.suffix!r}; expected one of {', '.join(SUFFIXES)}")
+
+
+def _read_tiff(path: Path) -> LoadedImage:
+    import tifffile
+
+    with tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise ValueError(f"{path}: no image series in this TIFF")
+        series = tif.series[0]
+        data = series.asarray()
+        axes = series.axes
+        page = tif.pages[0]
+        tags = page.tags
+        resolution = None
+        unit = None
+        if "XResolution" in tags and "YResolution" in tags:
+            xr, yr = tags["XResolution"].value, tags["YResolution"].value
+            resolution = (xr[0] / xr[1], yr[0] / yr[1])
+            unit = int(tags["ResolutionUnit"].value) if "ResolutionUnit" in tags else None
+        imagej = {k: v for k, v in (tif.imagej_metadata or {}).items() if k in IMAGEJ_KEYS}
+    # tifffile squeezes length-1 axes; its letters map onto ours (S = samples = channel)
+    return LoadedImage(np.asarray(data), axes if len(axes) == np.ndim(data) else None, resolution, unit, imagej)
+
+
+def _read_pil(path: Path) -> LoadedImage:
+    from PIL import Image
+
+    with Image.open(path) as im:
+        mode = im.mode
+        if mode == "P":
+            im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        elif mode == "LA":
+            im = im.convert("RGBA")  # gray + alpha: restored as colour with alpha kept
+        elif mode in ("1", "CMYK", "YCbCr", "PA"):
+            im = im.convert("RGB" if mode != "1" else "L")
+        data = np.asarray(im)
+    axes = {2: "YX", 3: "YXC"}.get(data.ndim)
+    return LoadedImage(data.copy(), axes)
+
+
+# ---------------------------------------------------------------------------- outputs
+def output_path(path: Path, outdir: Path, task: str) -> Path:
+    return outdir / f"{path.stem}_{task}.tif"
+
+
+def write_tiff(target: Path, data: np.ndarray, axes: str, source: LoadedImage, scale: int) -> None:
+    """Write atomically, keeping axes, resolution and (when possible) ImageJ metadata."""
+    import tifffile
+
+    from ..atomic import atomic_path
+
+    kwargs: dict = {}
+    if source.resolution is not None:
+        kwargs["resolution"] = (source.resolution[0] * scale, source.resolution[1] * scale)
+        if source.resolution_unit is not None:
+            kwargs["resolutionunit"] = source.resolution_unit
+    rgb = axes[-1] in "CS" and data.shape[-1] in (3, 4) and data.dtype in (np.uint8, np.uint16)
+    imagej_axes = "TZCYXS"
+    use_imagej = (bool(source.imagej) and data.dtype.type in IMAGEJ_DTYPES
+                  and all(a in imagej_axes for a in axes)
+                  and list(axes) == sorted(axes, key=imagej_axes.index))
+    if use_imagej:
+        kwargs["imagej"] = True
+        kwargs["metadata"] = {"axes": axes, **source.imagej}
+    else:
+        kwargs["metadata"] = {"axes": axes}
+    kwargs["photometric"] = "rgb" if rgb else "minisblack"
+    if rgb and data.shape[-1] == 4:
+        kwargs["extrasamples"] = ("unassalpha",)
+    with atomic_path(target) as tmp:
+        with open(tmp, "wb") as fh:
+            tifffile.imwrite(fh, data, bigtiff=data.nbytes > 2**32 - 2**25, **kwargs)
+
+
+# ---------------------------------------------------------------------------- command
+def _restore_one(path: Path, target: Path, args, model, quiet: bool) -> str:
+    from ..inference import RestoreResult, restore_iter
+    from ..progressbar import ProgressBar
+
+    loaded = read_image(path)
+    axes = args.axes or loaded.axes
+    bar = None if quiet else ProgressBar(path.name, 0, unit="tiles")
+    result = None
+    try:
+        for item in restore_iter(loaded.data, args.task, scale=args.scale, model=model, axes=axes,
+                                 device=args.device, precision=args.precision, tile_size=args.tile):
+            if isinstance(item, RestoreResult):
+                result = item
+            elif bar is not None:
+                bar.update(item.done, item.total)
+    finally:
+        if bar is not None:
+            bar.close()
+    write_tiff(target, result.data, result.axes, loaded, result.scale)
+    return (f"{path} -> {target} ({'x'.join(map(str, result.data.shape))} {result.data.dtype}, "
+            f"{result.seconds:.1f} s on {result.device}, {result.precision}, tile {result.tile_size})")
+
+
+def run(args) -> int:
+    from ..cli import CommandError
+    from ..inference import check_task
+    from ..modelfile import load_model
+
+    try:
+        check_task(args.task, args.scale)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    inputs = collect_inputs(args.inputs)
+    if not inputs:
+        raise CommandError("no input images found (supported: " + ", ".join(SUFFIXES) + ")")
+    outdir = Path(args.output)
+    try:
+        model = load_model(args.model, task=args.task)
+    except ValueError as exc:  # ModelFileError is a ValueError
+        raise CommandError(str(exc)) from None
+    input_set = {p.resolve() for p in inputs if p.exists()}
+    written: set[Path] = set()
+    failed = 0
+    for path in inputs:
+        target = output_path(path, outdir, args.task)
+        try:
+            resolved = target.resolve()
+            if resolved in input_set:
+                raise ValueError(f"refusing to overwrite an input file: {target}")
+            if resolved in written:
+                raise ValueError(f"{target} was already written by another input of this run (same name)")
+            message = _restore_one(path, target, args, model, args.quiet)
+            written.add(resolved)
+            print(message)
+        except KeyboardInterrupt:
+            raise
+        except Exception as exc:  # report, and go on with the other files
+            failed += 1
+            print(f"memnet restore: FAILED {path}: {exc}", file=sys.stderr)
+    print(f"restored {len(inputs) - failed} of {len(inputs)} file(s) into {outdir}")
+    return 1 if failed else 0
