@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 LOCAL_SCHEDULERS = ("threads", "synchronous")
+CONNECT_TIMEOUT_S = 10.0  # how long connecting to a scheduler address may take
 
 
 @dataclass(frozen=True)
@@ -204,7 +205,7 @@ def scheduler_client(scheduler):
             f"scheduler {scheduler!r} needs dask.distributed: pip install 'napari-memnet[dask]'"
         ) from None
     try:
-        client = Client(scheduler, timeout="10s", set_as_default=False)
+        client = Client(scheduler, timeout=f"{CONNECT_TIMEOUT_S}s", set_as_default=False)
     except (OSError, TimeoutError) as exc:
         raise ValueError(f"cannot connect to the dask scheduler at {scheduler}: {exc}") from None
     try:
