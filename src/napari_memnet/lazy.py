@@ -124,6 +124,20 @@ def global_normalization(arr, normalization=None, *, scheduler=None) -> Intensit
     return choose_intensity(sample, PERCENTILES)
 
 
+def channel_normalizations(arr, axes: str, rgb: bool, normalization=None, *, scheduler=None) -> tuple:
+    """The global intensity maps of an image: one for a gray image or the RGB
+    channels together (alpha excluded), one per channel otherwise (as
+    ``restore`` does). ``normalization`` (low, high) applies to all."""
+    if "C" not in axes:
+        return (global_normalization(arr, normalization, scheduler=scheduler),)
+    c = axes.index("C")
+    if rgb:
+        rgb_part = arr[(slice(None),) * c + (slice(0, 3),)]
+        return (global_normalization(rgb_part, normalization, scheduler=scheduler),)
+    return tuple(global_normalization(arr[(slice(None),) * c + (k,)], normalization, scheduler=scheduler)
+                 for k in range(arr.shape[c]))
+
+
 # ------------------------------------------------------------------ block cache
 class BlockCache:
     """A thread-safe LRU of computed output blocks, bounded in bytes."""
@@ -204,19 +218,17 @@ def as_dask(image, chunks=None):
     raise ValueError(f"expected a dask, zarr or numpy array, got {type(image).__name__}")
 
 
-def parse_axes(axes: str | None, shape: tuple) -> str:
-    """The axes letters of an image, checked by ``napari_memnet.axes`` (same
-    defaults as ``restore``). Lazy restoration handles gray planes and stacks:
-    a channel axis (C/S, e.g. RGB) is refused with a ValueError."""
+def parse_axes(axes: str | None, shape: tuple) -> tuple[str, bool]:
+    """``(axes, is_rgb)``: the axes letters of an image, checked by
+    ``napari_memnet.axes`` (same defaults as ``restore``), with the channel
+    letter written ``C``; ``is_rgb`` for a trailing channel axis of 3 or 4."""
     from .axes import parse_axes as parse_layout
 
     layout = parse_layout(axes, tuple(shape))
+    letters = list(layout.axes)
     if layout.channel is not None:
-        raise ValueError(
-            f"lazy (dask/zarr) restoration handles gray images and stacks only; axes {layout.axes!r} have a "
-            "channel axis: restore the channels one by one (e.g. image[..., k]) or use restore() on a numpy array"
-        )
-    return layout.axes
+        letters[layout.channel] = "C"
+    return "".join(letters), layout.is_rgb
 
 
 def _default_yx_chunk(device: str) -> int:
@@ -277,7 +289,8 @@ class BlockPlan:
     scale: int
     axes: str
     halo: int
-    norm: Intensity
+    norms: tuple  # one Intensity (gray, RGB) or one per independent channel
+    rgb: bool
     out_dtype: str
     device: str
     precision: str
@@ -303,39 +316,75 @@ def _restore_block(block: np.ndarray, plan: BlockPlan, block_info=None) -> np.nd
 
 def restore_block(block: np.ndarray, plan: BlockPlan, loc: tuple, numblocks: tuple) -> np.ndarray:
     """Restore one overlapped block (halo included where it has neighbours)
-    and return the output block without the halo."""
+    and return the output block without the halo.
+
+    Like ``inference.restore_iter``: planes of the stack one by one; RGB(A)
+    through the luma (Y of YCbCr) with the chroma carried (bicubic-upsampled
+    for SR) and alpha left alone; other channels one by one, each with its
+    own (global) intensity map."""
     axes, s, halo = plan.axes, plan.scale, plan.halo
-    crops = []
-    for i, ax in enumerate(axes):
-        if ax in "YX":
-            before = halo if loc[i] > 0 else 0
-            after = halo if loc[i] < numblocks[i] - 1 else 0
-            crops.append((before, block.shape[i] - after))
+    iy, ix = axes.index("Y"), axes.index("X")
+    ic = axes.index("C") if "C" in axes else None
+    cuts = {}
+    for i in (iy, ix):
+        before = halo if loc[i] > 0 else 0
+        after = halo if loc[i] < numblocks[i] - 1 else 0
+        cuts[i] = slice(before * s, (block.shape[i] - after) * s)
+    crop = (cuts[iy], cuts[ix])
     engine = get_engine(plan.spec, plan.device, plan.precision)
-    # move Y, X last (C just before them if present) and loop over the rest
-    order = [i for i, a in enumerate(axes) if a not in "CYX"] + [axes.index(a) for a in "CYX" if a in axes]
-    x = plan.norm.forward(np.transpose(block, order))
-    lead = x.shape[:-2]
-    planes = x.reshape((-1,) + x.shape[-2:])
-    (y0, y1), (x0, x1) = crops[0], crops[1]
-    if axes.index("Y") > axes.index("X"):
-        (y0, y1), (x0, x1) = crops[1], crops[0]
-    result = np.empty((planes.shape[0], (y1 - y0) * s, (x1 - x0) * s), dtype=np.float32)
-    for k, plane in enumerate(planes):
-        restored = _restore_plane(engine, plane, plan.scale)
-        result[k] = restored[y0 * s:y1 * s, x0 * s:x1 * s]
-    out = result.reshape(lead + result.shape[-2:])
-    out = plan.norm.inverse(out, plan.out_dtype)
+    stack = [i for i in range(len(axes)) if i not in (iy, ix, ic)]
+    order = stack + [iy, ix] + ([ic] if ic is not None else [])
+    view = np.transpose(block, order)  # (stack..., Y, X[, C])
+    n_stack = len(stack)
+    out_plane = tuple(c.stop - c.start for c in crop)
+    out = np.empty(view.shape[:n_stack] + out_plane + view.shape[n_stack + 2:], dtype=np.dtype(plan.out_dtype))
+    for idx in np.ndindex(*view.shape[:n_stack]):
+        src = view[idx]
+        if ic is None:
+            norm = plan.norms[0]
+            out[idx] = norm.inverse(_run(engine, _upsample(norm.forward(src), s))[crop], plan.out_dtype)
+        elif plan.rgb:
+            out[idx] = _restore_rgb(engine, src, plan, crop)
+        else:
+            for k, norm in enumerate(plan.norms):
+                restored = _run(engine, _upsample(norm.forward(src[..., k]), s))[crop]
+                out[idx][..., k] = norm.inverse(restored, plan.out_dtype)
     return np.ascontiguousarray(np.transpose(out, np.argsort(order)))
 
 
-def _restore_plane(engine, plane: np.ndarray, scale: int) -> np.ndarray:
-    """One float32 plane (0..1) through the cached engine; SR upsamples first."""
-    if scale > 1:
-        from .imresize import imresize
+def _restore_rgb(engine, src: np.ndarray, plan: BlockPlan, crop: tuple) -> np.ndarray:
+    from .color import rgb_to_ycbcr, ycbcr_to_rgb
+    from .intensity import cast_output
 
-        h, w = plane.shape
-        plane = np.asarray(imresize(plane, output_shape=(h * scale, w * scale)), dtype=np.float32)
+    s, norm = plan.scale, plan.norms[0]
+    ycc = np.asarray(rgb_to_ycbcr(norm.forward(src[..., :3])), dtype=np.float32)
+    if s > 1:
+        ycc = np.moveaxis(_upsample(np.moveaxis(ycc, -1, 0), s), 0, -1)
+    restored = _run(engine, np.ascontiguousarray(ycc[..., 0]))
+    ycc = ycc[crop].copy()
+    ycc[..., 0] = restored[crop]
+    out = np.empty(ycc.shape[:2] + (src.shape[-1],), dtype=np.dtype(plan.out_dtype))
+    out[..., :3] = norm.inverse(np.asarray(ycbcr_to_rgb(ycc), dtype=np.float32), plan.out_dtype)
+    if src.shape[-1] == 4:
+        alpha = src[..., 3]
+        if s > 1:
+            alpha = cast_output(_upsample(np.asarray(alpha, dtype=np.float32), s), plan.out_dtype)
+        out[..., 3] = alpha[crop]
+    return out
+
+
+def _upsample(values: np.ndarray, scale: int) -> np.ndarray:
+    """MATLAB bicubic upsampling of the last two axes by an integer ``scale``."""
+    if scale == 1:
+        return values
+    from .imresize import imresize
+
+    h, w = values.shape[-2:]
+    return np.asarray(imresize(values, output_shape=(h * scale, w * scale)), dtype=np.float32)
+
+
+def _run(engine, plane: np.ndarray) -> np.ndarray:
+    """One float32 plane (0..1) through the cached engine (tiled inside if large)."""
     out = np.empty(plane.shape, dtype=np.float32)
     for _ in engine.run_plane(np.ascontiguousarray(plane, dtype=np.float32), out):
         pass
@@ -357,8 +406,8 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     Nothing is computed except the intensity sample for non-uint8 data (on the
     local threads; ``scheduler`` is validated here and is what ``compute`` /
     ``compute_iter`` / ``zarr_io.restore_to_zarr`` run the blocks on). Axes:
-    ``axes`` letters (default: last two are Y, X; C = channels, restored one by
-    one with the gray model); output chunks are the input chunks, times
+    ``axes`` letters as for ``restore`` (RGB(A) through the luma, other
+    channels one by one, each with its own global intensity map); output chunks are the input chunks, times
     ``scale`` along Y/X for super-resolution. ``cache`` keeps computed blocks
     in the process-wide LRU ``block_cache`` (for interactive viewing)."""
     import dask.array as da
@@ -375,19 +424,19 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
         raise ValueError(f"expected an integer or floating-point image, got dtype {arr.dtype}")
     if arr.size == 0:
         raise ValueError(f"the image is empty (shape {arr.shape})")
-    axes = parse_axes(axes, arr.shape)
+    axes, rgb = parse_axes(axes, arr.shape)
     spec = model_spec(model, task=task)
     if spec.task and spec.task != task:
         raise ValueError(f"model {spec.name!r} was made for task {spec.task!r}, not {task!r}")
     if spec.in_channels != 1:
         raise ValueError(f"model {spec.name!r} takes {spec.in_channels} channels; lazy restoration needs a gray model")
     halo = halo_for(spec.receptive_radius, s)
-    norm = global_normalization(arr, normalization, scheduler=scheduler)
+    norms = channel_normalizations(arr, axes, rgb, normalization, scheduler=scheduler)
     arr = arr.rechunk(choose_chunks(arr.shape, axes, halo, device=device, chunks=chunks))
     out_chunks = tuple(tuple(c * s for c in cs) if ax in "YX" else cs for ax, cs in zip(axes, arr.chunks))
     out_dtype = output_dtype(arr.dtype)
-    token = tokenize(arr.name, spec.key, task, s, axes, norm, out_dtype.str, device, precision)
-    plan = BlockPlan(spec, task, s, axes, halo, norm, out_dtype.str, device, precision, token, bool(cache))
+    token = tokenize(arr.name, spec.key, task, s, axes, norms, out_dtype.str, device, precision)
+    plan = BlockPlan(spec, task, s, axes, halo, norms, rgb, out_dtype.str, device, precision, token, bool(cache))
     _PLANS[token] = plan
     depth = {i: (halo if ax in "YX" else 0) for i, ax in enumerate(axes)}
     return da.map_overlap(_restore_block, arr, depth=depth, boundary="none", trim=False, chunks=out_chunks,
@@ -475,7 +524,8 @@ def lazy_result_layer_kwargs(result, *, name: str, scale=None, translate=None) -
         limits = None
     if limits is None:
         plan = plan_of(result)
-        limits = (plan.norm.low, plan.norm.high) if plan is not None else (0.0, 1.0)
+        limits = ((min(n.low for n in plan.norms), max(n.high for n in plan.norms))
+                  if plan is not None else (0.0, 1.0))
     kwargs = {"name": name, "contrast_limits": limits, "metadata": {"memnet_lazy": True}}
     if scale is not None:
         kwargs["scale"] = tuple(scale)

@@ -169,7 +169,7 @@ def _run_signature(result, task, scale, spec, src_desc, plan) -> dict:
         "shape": list(result.shape),
         "chunks": [list(c) for c in result.chunks],
         "dtype": np.dtype(result.dtype).str,
-        "normalization": [plan.norm.low, plan.norm.high],
+        "normalization": [[n.mode, n.low, n.high] for n in plan.norms],
         "axes": plan.axes,
     }
 
