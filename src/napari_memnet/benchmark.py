@@ -1,10 +1,38 @@
 """``memnet bench``: throughput and peak memory of ``restore`` against a plain
-reference forward of the same weights.
+reference forward of the same weights, each case in its own subprocess.
 
-(placeholder header; the benchmark logic follows)
+The reference is what a straightforward PyTorch user would run: the same
+network in eval mode with ``gate_mode="concat"`` (the literal concatenating
+gate), no BatchNorm folding, fp32, the whole image in one forward, contiguous
+(not channels_last) memory, under ``torch.no_grad()``. ``restore`` is the
+engine as shipped: uint8 image in, uint8 out, BN-folded module, tiles with a
+halo, ``torch.inference_mode()``, the device's automatic precision.
+
+Each case runs in a fresh ``python -m napari_memnet.benchmark CASE_JSON``
+child so its peak resident memory (``ru_maxrss`` of the child, which includes
+the ~0.3 GiB of the Python + torch runtime) is its own. On CUDA the peak
+allocated device memory is reported too. A reference case whose estimated
+memory exceeds 80 % of the available RAM is skipped, not run.
+
+``max_tiles`` stops a restore case after that many tiles (via ``cancel``):
+for images too big to finish on a small CPU it still measures the
+steady-state tile throughput and the peak memory with every full-size
+buffer allocated; the output buffers that the stopped run had not yet
+written are added to give an upper bound (``peak_rss_bound_gib``).
 """
 
 from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+GIB = 1024**3
+WARMUP_SIDE = 48
 
 
 def random_memnet(blocks: int = 6, recursions: int = 6, channels: int = 64, *, seed: int = 0,
@@ -35,3 +63,208 @@ def random_memnet(blocks: int = 6, recursions: int = 6, channels: int = 64, *, s
         w = net.reconstruct.conv.weight
         w.copy_(torch.randn(w.shape, generator=gen) * residual_std)
     return net.eval()
+
+
+def _network(case: dict):
+    if case.get("model"):
+        from .modelfile import load_model
+
+        return load_model(case["model"]).network.eval()
+    return random_memnet(*case.get("mrc", (6, 6, 64)), seed=0)
+
+
+def reference_bytes(network, side: int) -> int:
+    """Estimated peak activation bytes of the reference (concat gate, fp32) forward."""
+    cfg = getattr(network, "config", None)
+    c = int(getattr(cfg, "channels", 64))
+    m = int(getattr(cfg, "blocks", 6))
+    r = int(getattr(cfg, "recursions", 6))
+    return 4 * c * side * side * ((m + r) + (m + 1) + r + 4)
+
+
+def available_ram() -> int:
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 8 * GIB
+
+
+# ---------------------------------------------------------------------------- child side
+def _peak_rss() -> int:
+    import resource
+
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak if sys.platform == "darwin" else peak * 1024  # Linux reports KiB
+
+
+def run_case(case: dict) -> dict:
+    """Run one case in this process and return its measurements."""
+    import numpy as np
+    import torch
+
+    from .devices import resolve_device
+
+    device = resolve_device(case["device"])
+    side = int(case["size"])
+    net = _network(case)
+    img = (np.random.default_rng(0).random((side, side)) * 255).astype(np.uint8)
+    small = img[:WARMUP_SIDE, :WARMUP_SIDE]
+    cuda = device.type == "cuda"
+
+    def sync():
+        if cuda:
+            torch.cuda.synchronize(device)
+
+    out: dict = {"kind": case["kind"], "size": side, "device": str(device), "threads": torch.get_num_threads()}
+    if case["kind"] == "reference":
+        net.gate_mode = "concat"
+        net = net.to(device).eval()
+        with torch.no_grad():
+            net(torch.from_numpy(small.astype(np.float32) / 255)[None, None].to(device))
+            x = torch.from_numpy(img.astype(np.float32) / 255)[None, None].to(device)
+            if cuda:
+                torch.cuda.reset_peak_memory_stats(device)
+            sync()
+            t0 = time.perf_counter()
+            y = net(x)
+            sync()
+            seconds = time.perf_counter() - t0
+            _ = y.cpu()
+        out.update(precision="fp32", seconds=seconds, megapixels=side * side / 1e6)
+    else:
+        from .inference import Cancelled, restore_iter
+
+        kwargs = {"model": net, "device": str(device), "precision": case.get("precision", "auto"),
+                  "tile_size": case.get("tile")}
+        for _ in restore_iter(small, "denoise", **kwargs):
+            pass
+        if cuda:
+            torch.cuda.reset_peak_memory_stats(device)
+        max_tiles = case.get("max_tiles")
+        done = total = 0
+        result = None
+        sync()
+        t0 = time.perf_counter()
+        try:
+            for item in restore_iter(img, "denoise", cancel=lambda: bool(max_tiles) and done >= max_tiles,
+                                     **kwargs):
+                if hasattr(item, "done"):
+                    done, total = item.done, item.total
+                else:
+                    result = item
+        except Cancelled:
+            pass
+        sync()
+        seconds = time.perf_counter() - t0
+        fraction = 1.0 if result is not None else done / max(total, 1)
+        out.update(precision=result.precision if result else case.get("precision", "auto"),
+                   tile=result.tile_size if result else case.get("tile"), seconds=seconds,
+                   megapixels=side * side / 1e6 * fraction, tiles_done=done, tiles_total=total,
+                   complete=result is not None)
+        if result is None:  # output buffers the stopped run had not written yet (float32 plane + uint8 out)
+            out["unwritten_bytes"] = int(side * side * 5 * (1 - fraction))
+    out["mp_per_s"] = out["megapixels"] / out["seconds"]
+    out["peak_rss_gib"] = _peak_rss() / GIB
+    if cuda:
+        out["peak_cuda_gib"] = torch.cuda.max_memory_allocated(device) / GIB
+    return out
+
+
+# ---------------------------------------------------------------------------- parent side
+def _child_env() -> dict:
+    env = dict(os.environ)
+    src = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = src + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
+    return env
+
+
+def spawn_case(case: dict, timeout: float | None = None) -> dict:
+    """Run ``case`` in a fresh Python process; return its result dict (or an error)."""
+    cmd = [sys.executable, "-m", "napari_memnet.benchmark", json.dumps(case)]
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_child_env(), timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**case, "error": f"timed out after {timeout} s"}
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if proc.returncode != 0 or not lines:
+        tail = (proc.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {**case, "error": f"exit code {proc.returncode}: {tail}"}
+    return json.loads(lines[-1])
+
+
+def environment() -> dict:
+    import torch
+
+    return {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+            "processor": _cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def run_benchmark(sizes, *, device="cpu", model=None, precision="auto", tile=None, reference=True,
+                  max_tiles=None, timeout=None, log=print) -> dict:
+    """Every size: one restore case and (unless ``reference=False``) one reference case."""
+    net = _network({"model": model})
+    rows = []
+    for side in sizes:
+        base = {"size": int(side), "device": device, "model": model}
+        res = spawn_case({**base, "kind": "restore", "precision": precision, "tile": tile,
+                          "max_tiles": max_tiles}, timeout)
+        ref = None
+        if reference:
+            need, have = reference_bytes(net, side), available_ram()
+            if need > 0.8 * have and device == "cpu":
+                ref = {**base, "kind": "reference",
+                       "skipped": f"needs ~{need / GIB:.1f} GiB, {have / GIB:.1f} GiB available"}
+            else:
+                ref = spawn_case({**base, "kind": "reference"}, timeout)
+        row = {"size": int(side), "restore": res, "reference": ref}
+        if ref and "mp_per_s" in ref and "mp_per_s" in res:
+            row["speedup"] = res["mp_per_s"] / ref["mp_per_s"]
+        rows.append(row)
+        log(format_row(row))
+    return {"environment": environment(), "device": device, "model": model or "random M6R6 C64",
+            "rows": rows}
+
+
+def _fmt_case(case: dict | None) -> str:
+    if case is None:
+        return "not run"
+    if "error" in case:
+        return f"error: {case['error']}"
+    if "skipped" in case:
+        return f"skipped ({case['skipped']})"
+    text = f"{case['mp_per_s']:.4f} MP/s, peak RSS {case['peak_rss_gib']:.2f} GiB"
+    if "peak_cuda_gib" in case:
+        text += f", peak CUDA {case['peak_cuda_gib']:.2f} GiB"
+    if case.get("complete") is False:
+        bound = case["peak_rss_gib"] + case["unwritten_bytes"] / GIB
+        text += f" (stopped after {case['tiles_done']}/{case['tiles_total']} tiles; RSS bound {bound:.2f} GiB)"
+    return text
+
+
+def format_row(row: dict) -> str:
+    res = row["restore"]
+    extra = f" [{res.get('precision')}, tile {res.get('tile')}]" if "error" not in res else ""
+    speed = f"  speed-up x{row['speedup']:.2f}" if "speedup" in row else ""
+    return (f"{row['size']:>5} px  restore: {_fmt_case(res)}{extra}\n"
+            f"{'':>5}     reference: {_fmt_case(row['reference'])}{speed}")
+
+
+if __name__ == "__main__":  # the child process of spawn_case
+    print(json.dumps(run_case(json.loads(sys.argv[1]))))

@@ -320,9 +320,9 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
                     alpha = cast_output(_upsample(np.asarray(alpha, dtype=np.float32), scale), data.dtype)
                 out_view[idx][..., 3] = alpha
         elif key is None:
-            out_view[idx] = maps[key].inverse(restored, data.dtype)
+            maps[key].inverse_into(restored, out_view[idx])
         else:
-            out_view[idx][..., key] = maps[key].inverse(restored, data.dtype)
+            maps[key].inverse_into(restored, out_view[idx][..., key])
     yield RestoreResult(
         data=out, model_name=engine.model.name, device=str(engine.device), precision=engine.precision,
         tile_size=engine.tile, seconds=time.perf_counter() - start, task=task, scale=scale, axes=layout.axes,

@@ -57,6 +57,21 @@ class Intensity:
         return cast_output(out, dtype)
 
 
+    def inverse_into(self, values: np.ndarray, target: np.ndarray) -> None:
+        """Like ``inverse`` but in place: scales, rounds and clips the float32
+        ``values`` themselves, then writes them into ``target`` (same shape, the
+        output dtype), so no full-size temporary is made."""
+        if self.span != 1.0:
+            values *= np.float32(self.span)
+        if self.low:
+            values += np.float32(self.low)
+        if target.dtype.kind in "iu":
+            info = np.iinfo(target.dtype)
+            np.rint(values, out=values)
+            np.clip(values, info.min, info.max, out=values)
+        target[...] = values
+
+
 def output_dtype(dtype) -> np.dtype:
     """Integer dtypes are kept; everything floating comes back as float32."""
     dtype = np.dtype(dtype)
