@@ -49,26 +49,33 @@ def bundled_default_denoiser():
     return None
 
 
-def run_headless(output_dir: Path) -> int:
-    """Restore the noisy sample with the bundled denoiser; write PNGs and PSNRs."""
+def run_headless(output_dir: Path, model: str | None = None) -> int:
+    """Restore the noisy sample (bundled denoiser unless ``model`` names another); write PNGs."""
     from .atomic import atomic_write_bytes, atomic_write_text
     from .metrics import psnr
-    from .modelfile import BUNDLED_DIR, DEFAULT_MODELS
+    from .modelfile import BUNDLED_DIR, DEFAULT_MODELS, ModelFileError, load_model
     from .sample_data import NOISE_SIGMA, noisy_sample
 
-    info = bundled_default_denoiser()
-    if info is None:
-        print(f"error: the bundled default denoiser {DEFAULT_MODELS['denoise']!r} is missing "
-              f"(no {DEFAULT_MODELS['denoise']}.safetensors/.json in {BUNDLED_DIR}).\n"
-              "Train it or copy the released weights there, or restore with a model of your own:\n"
-              "  python -c \"import napari_memnet as m; print(m.list_models('denoise'))\"",
-              file=sys.stderr)
+    if model is None:
+        info = bundled_default_denoiser()
+        if info is None:
+            print(f"error: the bundled default denoiser {DEFAULT_MODELS['denoise']!r} is missing "
+                  f"(no {DEFAULT_MODELS['denoise']}.safetensors/.json in {BUNDLED_DIR}).\n"
+                  "Copy the released weights there, or run the demo with a denoising model of "
+                  "your own: python -m napari_memnet.demo --headless --model NAME "
+                  "(`memnet models` lists them).", file=sys.stderr)
+            return 1
+        model = info.name
+    try:
+        model_name = load_model(model, task="denoise").name
+    except (ModelFileError, ValueError) as exc:
+        print(f"error: cannot load denoising model {model!r}: {exc}", file=sys.stderr)
         return 1
 
     from .inference import restore
 
     (clean, _, _), (noisy, _, _) = noisy_sample()
-    restored = restore(noisy, "denoise", model=info.name)
+    restored = restore(noisy, "denoise", model=model)
     before = psnr(noisy, clean)
     after = psnr(restored, clean)
 
@@ -78,7 +85,7 @@ def run_headless(output_dir: Path) -> int:
     atomic_write_bytes(paths["noisy"], _to_png_bytes(noisy))
     atomic_write_bytes(paths["restored"], _to_png_bytes(restored))
     atomic_write_bytes(paths["clean"], _to_png_bytes(clean))
-    line = (f"astronaut 256x256, gaussian noise sigma {NOISE_SIGMA}, model {info.name}: "
+    line = (f"astronaut 256x256, gaussian noise sigma {NOISE_SIGMA}, model {model_name}: "
             f"PSNR noisy {before:.2f} dB -> restored {after:.2f} dB\n")
     atomic_write_text(output_dir / "psnr.txt", line)
     for key, path in paths.items():
@@ -106,10 +113,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="never open a window; write results to --output")
     parser.add_argument("--output", type=Path, default=Path("demo-output"),
                         help="folder for the headless results (default: demo-output)")
+    parser.add_argument("--model", default=None,
+                        help="denoising model name or file for the headless run "
+                             "(default: the bundled memnet-denoise)")
     args = parser.parse_args(argv)
     if not args.headless and display_available():
         return run_gui()
-    return run_headless(args.output)
+    return run_headless(args.output, model=args.model)
 
 
 if __name__ == "__main__":
