@@ -36,8 +36,9 @@ def photo(shared_data):
 
 
 def noisy_pair(clean, sigma=25, seed=0):
+    """(noisy, clean), the noisy one clipped to 0..1 like a real 8-bit recording."""
     rng = np.random.default_rng(seed)
-    return (clean + rng.normal(0, sigma / 255.0, clean.shape)).astype(np.float32), clean
+    return np.clip(clean + rng.normal(0, sigma / 255.0, clean.shape), 0, 1).astype(np.float32), clean
 
 
 def open_widget(viewer):
@@ -297,3 +298,25 @@ def test_region_split_and_messages_without_qt():
                                      "  'c': x\n  pair[10]: y")
     with pytest.raises(ValueError, match="layer sources"):
         td.from_clean_folder(Path(__file__).parent, td.VAL_REGION, 0.2)
+
+
+def test_layer_intensities_follow_restore_mapping(photo):
+    """uint16 layers: the pair is mapped by the degraded layer's percentiles, as Restore maps its input."""
+    from napari.layers import Image
+
+    from napari_memnet.intensity import choose_intensity
+
+    noisy, clean = noisy_pair(photo)
+    deg16 = (noisy * 4000 + 300).astype(np.uint16)
+    cln16 = (clean * 4000 + 300).astype(np.uint16)
+    req = td.from_layer_pairs([(Image(deg16, name="d16"), Image(cln16, name="c16"))], "denoise", td.VAL_NONE, 0.2)
+    imap = choose_intensity(deg16)
+    assert imap.mode == "percentile"
+    np.testing.assert_array_equal(req.pairs[0][0], imap.forward(deg16))
+    np.testing.assert_array_equal(req.pairs[0][1], imap.forward(cln16))
+    assert "'d16' is neither 8-bit nor 0..1" in req.notes[0]
+    # 8-bit and 0..1 data keep the engine's own scale (x / 255, or as is)
+    req8 = td.from_layer_pairs([(Image((noisy * 255).astype(np.uint8), name="d8"), Image(clean, name="c"))],
+                               "denoise", td.VAL_NONE, 0.2)
+    np.testing.assert_allclose(req8.pairs[0][0], (noisy * 255).astype(np.uint8) / 255.0, atol=1e-7)
+    assert not req8.notes

@@ -13,6 +13,11 @@ its longer axis; layer sources only), a held-out fraction of the images/pairs,
 or none. The engine (``napari_memnet.training.data.prepare_data``) checks
 everything; ``check_request`` runs it and rewrites its ``pair[i]``/``image[i]``
 names into the layer names the user sees.
+
+Layer intensities are mapped to 0..1 the way ``restore`` maps its input
+(``napari_memnet.intensity``: 8-bit /255, 0..1 floats as they are, anything else
+by percentiles), the map chosen from the degraded layer of a pair and applied to
+both, so a fine-tuned model meets at restore time the intensities it trained on.
 """
 
 from __future__ import annotations
@@ -91,6 +96,31 @@ def layer_plane(layer, world_point=None) -> np.ndarray:
     return np.array(layer.data)
 
 
+def to_restore_scale(*planes: np.ndarray, name: str = "", notes: list | None = None) -> list[np.ndarray]:
+    """Map planes to 0..1 exactly as ``restore`` maps its input (``napari_memnet.intensity``).
+
+    The map is chosen from the FIRST plane (the degraded one of a pair: that is what
+    Restore will see). If it needs percentiles, the other planes (the clean one) are
+    in the same unknown units and get the same map; otherwise each 8-bit or 0..1
+    plane maps by its own rule and anything else is left to the engine (floats as
+    they are). Planes with NaN/inf are returned unchanged, for the engine's checks."""
+    from ..intensity import choose_intensity
+
+    if not all(np.isfinite(p).all() for p in planes if p.dtype.kind == "f"):
+        return list(planes)
+    imap = choose_intensity(planes[0])
+    if imap.mode == "percentile":
+        if notes is not None:
+            notes.append(f"{name} is neither 8-bit nor 0..1: intensities mapped by its 0.1/99.9th percentiles "
+                         f"({imap.low:.4g}..{imap.high:.4g} -> 0..1), as Restore does")
+        return [imap.forward(p) for p in planes]
+    out = [imap.forward(planes[0])]
+    for plane in planes[1:]:
+        own = choose_intensity(plane)
+        out.append(own.forward(plane) if own.mode != "percentile" else plane)
+    return out
+
+
 def _spatial(arr: np.ndarray) -> tuple[int, int]:
     return (arr.shape[0], arr.shape[1])
 
@@ -135,9 +165,11 @@ def from_layer_pairs(pairs, task: str, validation: str, fraction: float, world_p
             problems.append(f"{label}: {exc}")
     if problems:
         raise ValueError(_report(problems))
+    notes: list[str] = []
+    arrays = [tuple(to_restore_scale(d, c, name=repr(p[0].name), notes=notes)) for (d, c), p in zip(arrays, pairs)]
     scales = {_sr_scale(d, c) for d, c in arrays} if task == "sr" else {1}
     levels = (scales.pop(),) if task == "sr" and len(scales) == 1 and 1 not in scales else None
-    req = DataRequest(SOURCE_LAYER_PAIRS, names=names, levels=levels,
+    req = DataRequest(SOURCE_LAYER_PAIRS, names=names, levels=levels, notes=notes,
                       description="napari layer pairs: " + ", ".join(names.values()))
     registered = all(_spatial(d) == _spatial(c) or (task == "sr" and _sr_scale(d, c) > 1) for d, c in arrays)
     if validation == VAL_REGION and registered:  # unregistered pairs go whole: the engine names their sizes
@@ -176,7 +208,9 @@ def from_clean_layers(layers, validation: str, fraction: float, world_point=None
             problems.append(f"{layer.name!r}: {exc}")
     if problems:
         raise ValueError(_report(problems))
-    req = DataRequest(SOURCE_CLEAN_LAYERS, names=names,
+    notes: list[str] = []
+    planes = [to_restore_scale(p, name=repr(la.name), notes=notes)[0] for p, la in zip(planes, layers)]
+    req = DataRequest(SOURCE_CLEAN_LAYERS, names=names, notes=notes,
                       description="napari clean layers: " + ", ".join(repr(la.name) for la in layers))
     if validation == VAL_REGION:
         train, val = [], []
@@ -226,6 +260,24 @@ def from_clean_folder(folder, validation: str, fraction: float) -> DataRequest:
     return DataRequest(SOURCE_CLEAN_FOLDER, clean=str(path),
                        val_fraction=fraction if validation == VAL_FRACTION else None,
                        description=f"clean images from {path}")
+
+
+def preview_placement(request: DataRequest, preview_shape) -> dict:
+    """``scale``/``translate`` that put a preview of the first validation crop over its place.
+
+    Only known for a held-out region of a 2-D layer (``request.preview_origin``); else ``{}``.
+    The engine centre-crops validation images, so the crop sits in the middle of the region."""
+    origin = request.preview_origin if request is not None else None
+    if origin is None:
+        return {}
+    layer, (oy, ox), (h, w) = origin
+    if layer.ndim != 2:
+        return {}
+    ph, pw = preview_shape[:2]
+    oy, ox = oy + (h - ph) // 2, ox + (w - pw) // 2
+    scale = tuple(float(v) for v in layer.scale)
+    return {"scale": scale, "translate": (float(layer.translate[0]) + oy * scale[0],
+                                          float(layer.translate[1]) + ox * scale[1])}
 
 
 def rename(message: str, names: dict) -> str:

@@ -2,7 +2,8 @@
 
 * ``LinePlot``: named line series against the training step (optionally a
   log10 y axis, for losses), horizontal reference lines, a legend;
-* ``WeightBars``: the learned memory-block weights ``w_m`` as labelled bars.
+* ``WeightBars``: the learned memory-block weights ``w_m`` as labelled bars;
+* ``LiveView``: both plots and the bars, fed the training engine's events.
 
 matplotlib is not a dependency of napari-memnet, so these are plain Qt widgets
 (a few hundred points each; they repaint only when data arrive).
@@ -14,7 +15,7 @@ import math
 
 from qtpy.QtCore import QPointF, QRectF, Qt
 from qtpy.QtGui import QColor, QFont, QPainter, QPainterPath, QPen
-from qtpy.QtWidgets import QSizePolicy, QWidget
+from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 PALETTE = ("#f0c419", "#4fc3f7", "#ef5350", "#81c784", "#ba68c8", "#ffb74d", "#90a4ae", "#f06292")
 MAX_POINTS = 1500  # per series; older points are thinned out beyond this
@@ -238,3 +239,42 @@ class WeightBars(QWidget):
                        f"{w:.3f}")
             p.drawText(QRectF(x, bottom + 2, slot, fm.height()), Qt.AlignmentFlag.AlignHCenter, f"w{i + 1}")
         p.end()
+
+
+class LiveView(QWidget):
+    """Loss plot (total and per-branch), validation PSNR against the base model, and w_m.
+
+    ``show_event(event)`` takes the training engine's ``Step``/``Validation`` events
+    (anything else is ignored); ``clear()`` starts a new run."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.loss_plot = LinePlot("training loss vs step (log scale)", log_y=True)
+        self.psnr_plot = LinePlot("validation PSNR (dB) vs step")
+        self.weight_bars = WeightBars()
+        self.weights_text = QLabel("")
+        self.weights_text.setWordWrap(True)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        for w in (self.loss_plot, self.psnr_plot, self.weight_bars, self.weights_text):
+            layout.addWidget(w)
+
+    def clear(self) -> None:
+        self.loss_plot.clear()
+        self.psnr_plot.clear()
+        self.weight_bars.set_weights([])
+        self.weights_text.setText("")
+
+    def show_event(self, event) -> None:
+        kind = getattr(event, "kind", None)
+        if kind == "step":
+            self.loss_plot.append("loss", event.step, event.loss, color="#f0c419", width=2.0)
+            for i, b in enumerate(event.branch_losses):
+                self.loss_plot.append(f"y{i + 1}", event.step, b, width=1.0)
+            if event.branch_weights:
+                self.weight_bars.set_weights(event.branch_weights)
+                self.weights_text.setText("w_m: " + self.weight_bars.text())
+        elif kind == "validation":
+            self.psnr_plot.append("model", event.step, event.psnr, color="#4fc3f7", width=2.0)
+            self.psnr_plot.set_hline("base model", event.base_model_psnr, color="#81c784")
+            self.psnr_plot.set_hline("input", event.baseline_psnr, color="#9e9e9e")

@@ -32,14 +32,15 @@ from . import layer_io
 from . import train_data as td
 from .progress import format_seconds
 from .train_job import DataChecked, JobOutcome, Preview
-from .train_plot import LinePlot, WeightBars
+from .train_plot import LiveView
+from .train_result import find_restore_widget, restore_with
+from .train_settings import config_kwargs
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
 FROM_SCRATCH = "__from_scratch__"
 PREVIEW_LAYER = "MemNet training preview"
-RESTORE_WIDGET = "Restore (MemNet)"
 
 
 def _row(*widgets, label=None) -> Container:
@@ -112,7 +113,6 @@ class TrainWidget(Container):
         self.progress = ProgressBar(value=0, min=0, max=1, label="progress")
         self.status = Label(value="")
         self.data_message = Label(value="", visible=False)
-        self.weights_label = Label(value="")
         self.restore_button = PushButton(text="Restore with it", enabled=False)
         super().__init__(widgets=[
             self.source, self.degraded, self.clean, self.pair_row, self.clean_layers, self.degraded_dir,
@@ -122,14 +122,11 @@ class TrainWidget(Container):
             self.data_message, self.progress, self.status], labels=True)
         for label in (self.status, self.data_message, self.pairs_label):
             label.native.setWordWrap(True)
-        # plots: plain Qt widgets under the form
-        self.loss_plot = LinePlot("training loss vs step (log scale)", log_y=True)
-        self.psnr_plot = LinePlot("validation PSNR (dB) vs step")
-        self.weight_bars = WeightBars()
+        # live view: plain Qt widgets (QPainter plots) under the form
+        self.live = LiveView()
+        self.loss_plot, self.psnr_plot, self.weight_bars = self.live.loss_plot, self.live.psnr_plot, self.live.weight_bars
         layout = self.native.layout()
-        for w in (self.loss_plot, self.psnr_plot, self.weight_bars):
-            layout.addWidget(w)
-        layout.addWidget(self.weights_label.native)
+        layout.addWidget(self.live)
         layout.addWidget(self.restore_button.native)
 
         self.source.changed.connect(self._update_visibility)
@@ -148,6 +145,8 @@ class TrainWidget(Container):
         layers = napari_viewer.layers
         for signal in (layers.events.inserted, layers.events.removed, layers.events.moved):
             signal.connect(self._on_layers_changed)
+        for layer in layers:
+            layer.events.name.connect(self._on_layers_changed)
         self._on_layers_changed()
         self._update_visibility()
 
@@ -184,18 +183,13 @@ class TrainWidget(Container):
             restore.refresh_models()
 
     def _restore_widget(self, create: bool = False):
-        try:
-            for widget in self._viewer.window.dock_widgets.values():
-                if hasattr(widget, "refresh_models") and type(widget).__name__ == "RestoreWidget":
-                    return widget
-        except AttributeError:  # a viewer without a Qt window
-            return None
-        if create:
-            return self._viewer.window.add_plugin_dock_widget("napari-memnet", RESTORE_WIDGET)[1]
-        return None
+        return find_restore_widget(self._viewer, create)
 
     # ----------------------------------------------------------------- reactions
-    def _on_layers_changed(self, *_args) -> None:
+    def _on_layers_changed(self, event=None) -> None:
+        value = getattr(event, "value", None)
+        if value is not None and hasattr(value, "events"):  # follow renames of new layers
+            value.events.name.connect(self._on_layers_changed)
         for combo in (self.degraded, self.clean, self.clean_layers):
             combo.reset_choices()
         alive = set(map(id, self._viewer.layers))
@@ -297,36 +291,18 @@ class TrainWidget(Container):
         return td.from_clean_folder(self.clean_dir.value, val, frac)
 
     def config_kwargs(self, request: td.DataRequest) -> dict:
-        """``TrainConfig`` keyword arguments from the widget (checked by ``TrainConfig`` itself)."""
-        from ..modelfile import check_model_name
-
-        task, steps = self.task.value, int(self.steps.value)
-        name = check_model_name(self.model_name.value.strip())
+        """``TrainConfig`` keyword arguments from the widget (``train_settings``; checked by the engine)."""
         base = self.base_model.value
         base = None if base in (None, FROM_SCRATCH) else base
-        if base is not None and base == name:
-            raise ValueError(f"'save as' must differ from the base model name {base!r} (it would overwrite it)")
-        lr_text = self.learning_rate.value.strip().lower()
-        try:
-            lr = (1e-4 if base else None) if lr_text in ("", "auto") else float(lr_text)
-        except ValueError:
-            raise ValueError(f"learning rate {lr_text!r}: expected a number such as 1e-4, or 'auto'") from None
-        if request.levels is not None:
-            levels = request.levels
-        elif request.source in (td.SOURCE_CLEAN_LAYERS, td.SOURCE_CLEAN_FOLDER):
-            levels = td.parse_levels(self.levels.value, task)
-        else:
-            levels = ()
-        every = int(self.validate_every.value) or max(1, steps // 10)
-        explicit_val = request.validation is not None
-        return dict(task=task, levels=levels, name=name, init=base, architecture="memnet",
-                    arch={} if base else {"blocks": int(self.blocks.value), "recursions": int(self.recursions.value),
-                                          "channels": int(self.channels.value)},
-                    steps=steps, patch_size=int(self.patch_size.value), batch_size=int(self.batch_size.value),
-                    lr=lr, multi_supervised=bool(self.multi_supervised.value), device=self.device.value,
-                    seed=int(self.seed.value), out_dir=str(self._run_dir(name)),
-                    val_count=0, val_fraction=None if explicit_val else request.val_fraction,
-                    validate_every=every, checkpoint_every=max(1, steps // 4), log_every=10)
+        name = self.model_name.value.strip()
+        return config_kwargs(request, task=self.task.value, name=name, base=base, steps=self.steps.value,
+                             patch_size=self.patch_size.value, batch_size=self.batch_size.value,
+                             lr_text=self.learning_rate.value, levels_text=self.levels.value,
+                             arch={"blocks": int(self.blocks.value), "recursions": int(self.recursions.value),
+                                   "channels": int(self.channels.value)},
+                             multi_supervised=self.multi_supervised.value, device=self.device.value,
+                             seed=self.seed.value, validate_every=self.validate_every.value,
+                             out_dir=str(self._run_dir(name)) if name else "")
 
     def _show_problem(self, message: str) -> None:
         from napari.utils.notifications import show_error
@@ -393,9 +369,7 @@ class TrainWidget(Container):
         self._stop_event = threading.Event()
         self.events = []
         if not resume:
-            self.loss_plot.clear()
-            self.psnr_plot.clear()
-            self.weight_bars.set_weights([])
+            self.live.clear()
         preview = int(self.preview_every.value)
         worker = create_worker(train_job, request, kwargs, resume=resume, stop=self._stop_event,
                                preview_every=preview, _start_thread=False)
@@ -475,16 +449,9 @@ class TrainWidget(Container):
             elapsed = time.perf_counter() - self._t_start
             self.status.value = (f"step {event.step}/{event.total} \u00b7 loss {event.loss:.3g} \u00b7 "
                                  f"{format_seconds(elapsed)} elapsed \u00b7 ETA {format_seconds(event.eta_s)}")
-            self.loss_plot.append("loss", event.step, event.loss, color="#f0c419", width=2.0)
-            for i, b in enumerate(event.branch_losses):
-                self.loss_plot.append(f"y{i + 1}", event.step, b, width=1.0)
-            if event.branch_weights:
-                self.weight_bars.set_weights(event.branch_weights)
-                self.weights_label.value = "w_m: " + self.weight_bars.text()
+            self.live.show_event(event)
         elif isinstance(event, Validation):
-            self.psnr_plot.append("model", event.step, event.psnr, color="#4fc3f7", width=2.0)
-            self.psnr_plot.set_hline("base model", event.base_model_psnr, color="#81c784")
-            self.psnr_plot.set_hline("input", event.baseline_psnr, color="#9e9e9e")
+            self.live.show_event(event)
         elif isinstance(event, Preview):
             self._show_preview(event)
         elif isinstance(event, CheckpointSaved):
@@ -494,26 +461,17 @@ class TrainWidget(Container):
             self.refresh_models()
 
     def _show_preview(self, event: Preview) -> None:
-        request = (self._last_run or {}).get("request")
-        kwargs = {"name": PREVIEW_LAYER, "metadata": {"napari_memnet": {"preview_step": event.step}}}
-        origin = getattr(request, "preview_origin", None)
-        if origin is not None:  # (clean layer, held-out region offset, region shape): overlay the crop
-            layer, (oy, ox), (h, w) = origin
-            ph, pw = event.data.shape
-            oy, ox = oy + (h - ph) // 2, ox + (w - pw) // 2
-            if layer_io.n_stack_axes(layer) == 0:
-                scale = tuple(layer.scale)
-                kwargs.update(scale=scale, translate=(layer.translate[0] + oy * scale[0],
-                                                      layer.translate[1] + ox * scale[1]))
+        """Create or update the preview layer (placed over its held-out region when known)."""
+        kwargs = td.preview_placement((self._last_run or {}).get("request"), event.data.shape)
+        metadata = {"napari_memnet": {"preview_step": event.step}}
         if PREVIEW_LAYER in self._viewer.layers:
             target = self._viewer.layers[PREVIEW_LAYER]
-            target.data = event.data
-            target.metadata = kwargs["metadata"]
-            if "translate" in kwargs:
+            target.data, target.metadata = event.data, metadata
+            if kwargs:
                 target.scale, target.translate = kwargs["scale"], kwargs["translate"]
         else:
-            self._viewer.add_image(event.data, contrast_limits=(0.0, 1.0), **kwargs)
-        self.weights_label.tooltip = f"preview after step {event.step}"
+            self._viewer.add_image(event.data, name=PREVIEW_LAYER, contrast_limits=(0.0, 1.0),
+                                   metadata=metadata, **kwargs)
 
     def _on_checked(self, result) -> None:
         if isinstance(result, JobOutcome):
@@ -558,14 +516,9 @@ class TrainWidget(Container):
         if self.last_model is None:
             self._show_problem("no model trained yet")
             return None
-        restore = self._restore_widget(create=True)
         kwargs = (self._last_run or {}).get("kwargs", {})
-        restore.task.value = kwargs.get("task", self.task.value)
-        if restore.task.value == "sr" and kwargs.get("levels"):
-            restore.scale.value = int(kwargs["levels"][0])
-        restore.refresh_models()
-        restore.model.value = self.last_model
         if layer is None:
             active = self._viewer.layers.selection.active
             layer = active if active is not None and active.name != PREVIEW_LAYER else None
-        return restore.run(layer)
+        levels = kwargs.get("levels") or (None,)
+        return restore_with(self._viewer, self.last_model, kwargs.get("task", self.task.value), layer, levels[0])
