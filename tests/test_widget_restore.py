@@ -255,3 +255,19 @@ def test_no_model_for_task_is_a_clear_message(make_napari_viewer, crop):
     assert shown(widget.model_message) and "No model" in widget.model_message.value
     assert widget.run() is None
     assert any("No MemNet model" in m for m in error_messages())
+
+
+def test_dask_stack_gets_a_lazy_result_layer(make_napari_viewer, tiny_models):
+    da = pytest.importorskip("dask.array")
+    viewer = make_napari_viewer()
+    stack = np.stack([astronaut_uint8()[i * 40:i * 40 + 48, 60:108] for i in range(3)])
+    layer = viewer.add_image(da.from_array(stack, chunks=(1, 48, 48)), name="lazy")
+    viewer.dims.set_current_step(0, 2)
+    widget = open_widget(viewer)
+    widget.stack_mode.value = "whole stack"
+    result = widget.run_blocking(timeout=60)  # returns at once: nothing computed up front
+    assert result.name == "lazy [denoised]" and type(result.data).__module__.startswith("dask")
+    assert result.data.shape == stack.shape and "lazy" in widget.status.value
+    eager = restore(stack[2], "denoise", model="tiny-denoise")
+    assert np.abs(np.asarray(result.data[2]).astype(int) - eager.astype(int)).max() <= 1
+    assert type(layer.data).__module__.startswith("dask")

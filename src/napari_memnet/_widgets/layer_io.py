@@ -85,6 +85,12 @@ def validate_image_layer(layer) -> None:
         raise ValueError(f"{layer.name!r} is an RGB layer with {shape[-1]} channels; expected 3 or 4.")
 
 
+def is_lazy_array(data) -> bool:
+    """True for dask or zarr arrays (restored lazily instead of loaded whole)."""
+    module = type(data).__module__ or ""
+    return module.startswith(("dask", "zarr"))
+
+
 def check_finite(data: np.ndarray, name: str) -> None:
     """Raise ``ValueError`` if float data holds NaN or infinite values."""
     if np.dtype(data.dtype).kind == "f" and not np.isfinite(data).all():

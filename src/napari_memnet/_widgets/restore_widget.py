@@ -234,6 +234,9 @@ class RestoreWidget(Container):
 
         Returns the started napari worker, or ``None`` when the input was refused
         (a napari error notification says why) or a run is already under way.
+        A dask- or zarr-backed layer restored whole gets a lazy result layer at
+        once instead (``None`` is returned; ``last_result_layer`` is that layer):
+        only the planes and regions napari displays are computed.
         """
         from napari.qt.threading import create_worker
         from napari.utils.notifications import show_error, show_warning
@@ -250,7 +253,13 @@ class RestoreWidget(Container):
             options = self._options()
             task = self.task.value
             index = None
-            if layer_io.n_stack_axes(layer) > 0 and self.stack_mode.value == CURRENT_PLANE:
+            whole = layer_io.n_stack_axes(layer) == 0 or self.stack_mode.value == WHOLE_STACK
+            if whole and layer_io.is_lazy_array(layer.data):
+                options["axes"] = layer_io.layer_axes(layer)
+                self.last_outcome = None
+                self._add_lazy_result(layer, task, options)
+                return None
+            if not whole:
                 index = layer_io.plane_index(layer, self._viewer.dims.point)
                 image = layer_io.take_plane(layer, index)
                 axes = layer_io.layer_axes(layer, plane_only=True)
@@ -288,9 +297,11 @@ class RestoreWidget(Container):
         """
         from qtpy.QtCore import QEventLoop, QTimer
 
+        self.last_outcome = None
         worker = self.run(layer)
-        if worker is None:
-            return None
+        if worker is None:  # refused, or a lazy result layer was added at once
+            outcome = self.last_outcome
+            return self.last_result_layer if outcome is not None and outcome.data is not None else None
         loop = QEventLoop()
         worker.finished.connect(loop.quit)
         timed_out = []
@@ -349,21 +360,43 @@ class RestoreWidget(Container):
         data, kwargs = layer_io.result_layer_kwargs(
             layer, outcome.data, task=ctx["task"], scale=ctx["scale"], index=ctx["index"],
             extra_metadata={"model": ctx["model"]})
+        target = self._place_result(data, kwargs, replace=ctx.get("replace", False), source=layer)
+        self.status.value = f"Done in {format_seconds(outcome.seconds)} \u2192 {target.name!r}"
+
+    def _place_result(self, data, kwargs: dict, *, replace: bool, source, lazy: bool = False):
+        """Add the result layer, or update the previous one when ``replace`` is on."""
         target = None
-        if ctx.get("replace") and kwargs["name"] in self._viewer.layers:
+        if replace and kwargs["name"] in self._viewer.layers:
             candidate = self._viewer.layers[kwargs["name"]]
-            if layer_io.is_memnet_result(candidate) and candidate.name != layer.name:
+            if layer_io.is_memnet_result(candidate) and candidate.name != source.name:
                 target = candidate
         self._adding_result = True  # keep the input chosen when napari selects the new layer
         try:
             if target is not None:
                 layer_io.update_layer(target, data, kwargs)
+            elif lazy:  # added hidden: shown once added, it slices only the viewed plane
+                target = self._viewer.add_image(data, **{**kwargs, "visible": False})
+                target.visible = True
             else:
                 target = self._viewer.add_image(data, **kwargs)
         finally:
             self._adding_result = False
         self.last_result_layer = target
-        self.status.value = f"Done in {format_seconds(outcome.seconds)} \u2192 {target.name!r}"
+        return target
+
+    def _add_lazy_result(self, layer, task: str, options: dict):
+        """Dask/zarr-backed layers: a lazy result layer, restored block by block as it is viewed."""
+        from .lazy_layer import lazy_result_for_layer
+
+        extra = {k: v for k, v in options.items() if k in ("scale", "model", "device", "tile_size", "axes")}
+        data, kwargs = lazy_result_for_layer(layer, task, **extra)
+        kwargs["metadata"]["napari_memnet"]["model"] = options["model"]
+        target = self._place_result(data, kwargs, replace=bool(self.replace.value), source=layer,
+                                    lazy=True)
+        self.last_outcome = RunOutcome(data=data)
+        self.status.value = (f"Added lazy result {target.name!r}: planes are restored as you view them "
+                             "(dask-backed input).")
+        return target
 
     def _on_errored(self, exc: Exception) -> None:
         # napari's worker already relays the exception to its notification manager.
