@@ -63,3 +63,22 @@ def test_manifest_is_registered_under_the_package_entry_point():
     if not eps:
         pytest.skip("napari-memnet is not installed (only on PYTHONPATH)")
     assert eps[0].value == "napari_memnet:napari.yaml"
+
+
+@pytest.mark.gui
+def test_menu_entries_open_the_widget(make_napari_viewer):
+    """Layers > Filter and Plugins > MemNet restoration list the widget; the action docks it."""
+    viewer = make_napari_viewer()
+    from napari._app_model import get_app_model
+
+    app = get_app_model()
+
+    def command_ids(menu_id):
+        return [item.command.id for item in app.menus.get_menu(menu_id) if hasattr(item, "command")]
+
+    assert "napari-memnet.restore_widget" in command_ids("napari/layers/filter")
+    assert "napari-memnet.restore_widget" in command_ids("napari/plugins/napari-memnet")
+    app.commands.execute_command("napari-memnet.restore_widget").result()
+    docked = [name for name in viewer.window.dock_widgets if name.startswith("Restore (MemNet)")]
+    assert docked, list(viewer.window.dock_widgets)
+    assert type(viewer.window.dock_widgets[docked[0]]).__name__ == "RestoreWidget"
