@@ -74,6 +74,10 @@ def test_denoise_blocks_are_exact_and_lazy(models, stack):
     assert out.dtype == np.float32 and out.shape == stack.shape
     np.testing.assert_allclose(out, ref, atol=1e-5, rtol=0)
     assert np.abs(out - stack / 255.0).max() > 1e-3  # the model changed the image
+    # the engine's own tiles inside a block (tile_size) keep it exact too
+    small_tiles = lazy.restore_dask(x, "denoise", model=models["denoise"], chunks=32, normalization=(0, 1),
+                                    device="cpu", precision="fp32", tile_size=12).compute()
+    np.testing.assert_allclose(small_tiles, ref, atol=1e-5, rtol=0)
 
 
 @pytest.mark.parametrize("scale", [2, 3])
@@ -199,6 +203,20 @@ def test_compute_iter_progress_and_cancel(models, stack):
 
     with pytest.raises(Cancelled):
         lazy.compute(result, progress=stop_early, cancel=cancel, scheduler="threads")
+
+
+def test_restore_dask_iter_speaks_restore_iter(models, stack):
+    """Same events as ``inference.restore_iter``: TileProgress per block, then a RestoreResult."""
+    from napari_memnet.inference import RestoreResult, TileProgress, restore
+
+    calls = []
+    events = list(lazy.restore_dask_iter(da.from_array(stack), "denoise", model=models["denoise"], chunks=45,
+                                         progress=lambda done, total: calls.append((done, total))))
+    assert all(isinstance(e, TileProgress) for e in events[:-1]) and isinstance(events[-1], RestoreResult)
+    assert [e.done for e in events[:-1]] == list(range(1, 19)) and calls[-1] == (18, 18)  # 3 x 2 x 3 blocks
+    assert events[-1].model_name == models["denoise"] and events[-1].axes == "ZYX"
+    eager = restore(stack, "denoise", model=models["denoise"])
+    assert np.abs(events[-1].data.astype(int) - eager.astype(int)).max() <= 1
 
 
 @pytest.mark.gui

@@ -35,6 +35,9 @@ __all__ = [
     "model_cache_info",
     "clear_model_cache",
     "normalize_scheduler",
+    "iter_blocks",
+    "run_blocks",
+    "BlockError",
     "scheduler_client",
     "n_workers",
 ]
@@ -124,13 +127,13 @@ def get_model(spec: ModelSpec, device: str = "auto"):
     return model
 
 
-_ENGINES: dict[tuple[str, str, str], Any] = {}
+_ENGINES: dict[tuple, Any] = {}
 
 
-def get_engine(spec: ModelSpec, device: str = "auto", precision: str = "auto"):
+def get_engine(spec: ModelSpec, device: str = "auto", precision: str = "auto", tile_size: int | None = None):
     """The prepared ``inference.Engine`` (BatchNorm folded, on its device) for
-    ``spec`` in this process, built at most once per (key, device, precision)."""
-    key = (spec.key, str(device), str(precision))
+    ``spec`` in this process, built at most once per (key, device, precision, tile)."""
+    key = (spec.key, str(device), str(precision), tile_size)
     engine = _ENGINES.get(key)
     if engine is not None:
         return engine
@@ -140,7 +143,7 @@ def get_engine(spec: ModelSpec, device: str = "auto", precision: str = "auto"):
         if engine is None:
             from .inference import Engine
 
-            engine = Engine(model, device=device, precision=precision)
+            engine = Engine(model, device=device, precision=precision, tile_size=tile_size)
             _ENGINES[key] = engine
     return engine
 
@@ -236,24 +239,24 @@ class BlockError(RuntimeError):
         super().__init__(f"block {key} failed: {what}")
 
 
-def run_blocks(items, scheduler=None, *, on_done=None, cancel=None, max_in_flight: int | None = None,
-               retries: int = 1):
-    """Compute ``items`` (an iterable of ``(key, dask_collection)``) under ``scheduler``.
+def iter_blocks(items, scheduler=None, *, cancel=None, max_in_flight: int | None = None, retries: int = 1):
+    """Compute ``items`` (an iterable of ``(key, dask_collection)``) under
+    ``scheduler``; yield ``(key, value)`` in completion order.
 
     At most ``max_in_flight`` items run at once (default: the scheduler's
-    worker threads, at least 2), so memory stays bounded by a few blocks.
-    ``on_done(key, value)`` is called in the calling thread as each item
-    finishes, in completion order. ``cancel`` (a ``threading.Event``) is
-    checked between items; when set, outstanding work is dropped and
-    ``Cancelled`` (from ``napari_memnet.inference``) is raised. A failing item
-    raises ``BlockError`` naming its key, after the items already finished
-    have been reported. On a distributed cluster a failed task is retried
-    ``retries`` times (a worker that dies is handled by dask itself: its tasks
-    are rescheduled on the other workers)."""
+    worker threads, at least 2), so memory stays bounded by a few blocks and
+    a huge image never has its whole graph submitted at once. ``cancel`` (a
+    ``threading.Event``) is checked between items; when set, outstanding work
+    is dropped and ``Cancelled`` (from ``napari_memnet.inference``) is raised.
+    A failing item raises ``BlockError`` naming its key (items finished before
+    were yielded). On a distributed cluster a failed task is retried
+    ``retries`` times; a worker that dies is handled by dask itself (its tasks
+    are rescheduled on the other workers, up to dask's
+    ``distributed.scheduler.allowed-failures``; beyond that the block fails
+    with a ``KilledWorker`` BlockError)."""
     import dask
 
     items = iter(items)
-    on_done = on_done or (lambda key, value: None)
     with scheduler_client(scheduler) as (kind, client):
         window = max_in_flight or max(2, n_workers(kind, client))
         if kind == "synchronous":
@@ -263,12 +266,20 @@ def run_blocks(items, scheduler=None, *, on_done=None, cancel=None, max_in_fligh
                     (value,) = dask.compute(item, scheduler="synchronous")
                 except Exception as exc:
                     raise BlockError(key, exc) from exc
-                on_done(key, value)
+                yield key, value
             return
         if kind == "threads":
-            _run_threads(items, window, on_done, cancel)
+            yield from _iter_threads(items, window, cancel)
             return
-        _run_distributed(client, items, window, on_done, cancel, retries)
+        yield from _iter_distributed(client, items, window, cancel, retries)
+
+
+def run_blocks(items, scheduler=None, *, on_done=None, cancel=None, max_in_flight: int | None = None,
+               retries: int = 1) -> None:
+    """``iter_blocks`` to the end, calling ``on_done(key, value)`` for each item."""
+    for key, value in iter_blocks(items, scheduler, cancel=cancel, max_in_flight=max_in_flight, retries=retries):
+        if on_done is not None:
+            on_done(key, value)
 
 
 def _check_cancel(cancel) -> None:
@@ -278,7 +289,7 @@ def _check_cancel(cancel) -> None:
         raise Cancelled("cancelled")
 
 
-def _run_threads(items, window, on_done, cancel):
+def _iter_threads(items, window, cancel):
     import concurrent.futures as cf
 
     import dask
@@ -291,9 +302,7 @@ def _run_threads(items, window, on_done, cancel):
     try:
         exhausted = False
         while True:
-            while not exhausted and len(pending) < window:
-                if cancel is not None and cancel.is_set():
-                    break
+            while not exhausted and len(pending) < window and not (cancel is not None and cancel.is_set()):
                 nxt = next(items, None)
                 if nxt is None:
                     exhausted = True
@@ -308,25 +317,22 @@ def _run_threads(items, window, on_done, cancel):
                 exc = fut.exception()
                 if exc is not None:
                     raise BlockError(key, exc) from exc
-                on_done(key, fut.result())
-            if cancel is not None and cancel.is_set():
-                for fut in pending:
-                    fut.cancel()
-                _check_cancel(cancel)
+                yield key, fut.result()
+            _check_cancel(cancel)
     finally:
+        for fut in pending:
+            fut.cancel()
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _run_distributed(client, items, window, on_done, cancel, retries):
+def _iter_distributed(client, items, window, cancel, retries):
     from distributed import wait
 
     pending: dict = {}
     try:
         exhausted = False
         while True:
-            while not exhausted and len(pending) < window:
-                if cancel is not None and cancel.is_set():
-                    break
+            while not exhausted and len(pending) < window and not (cancel is not None and cancel.is_set()):
                 nxt = next(items, None)
                 if nxt is None:
                     exhausted = True
@@ -344,9 +350,8 @@ def _run_distributed(client, items, window, on_done, cancel, retries):
                     except Exception as inner:  # CancelledError and friends
                         exc = inner
                     raise BlockError(key, exc)
-                on_done(key, fut.result())
-            if cancel is not None and cancel.is_set():
-                _check_cancel(cancel)
+                yield key, fut.result()
+            _check_cancel(cancel)
     finally:
         if pending:
             client.cancel(list(pending))

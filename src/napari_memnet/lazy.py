@@ -40,7 +40,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .distributed import ModelSpec, get_engine, model_spec, run_blocks
+from .distributed import ModelSpec, get_engine, iter_blocks, model_spec
 from .intensity import DEFAULT_PERCENTILES, Intensity, choose_intensity, output_dtype
 
 __all__ = [
@@ -54,6 +54,8 @@ __all__ = [
     "sample_intensity",
     "restore_dask",
     "compute_iter",
+    "restore_dask_iter",
+    "is_lazy_input",
     "compute",
     "lazy_result_layer_data",
     "lazy_result_layer_kwargs",
@@ -296,6 +298,7 @@ class BlockPlan:
     precision: str
     token: str
     use_cache: bool = field(default=True)
+    tile_size: int | None = None
 
 
 def _restore_block(block: np.ndarray, plan: BlockPlan, block_info=None) -> np.ndarray:
@@ -331,7 +334,7 @@ def restore_block(block: np.ndarray, plan: BlockPlan, loc: tuple, numblocks: tup
         after = halo if loc[i] < numblocks[i] - 1 else 0
         cuts[i] = slice(before * s, (block.shape[i] - after) * s)
     crop = (cuts[iy], cuts[ix])
-    engine = get_engine(plan.spec, plan.device, plan.precision)
+    engine = get_engine(plan.spec, plan.device, plan.precision, plan.tile_size)
     stack = [i for i in range(len(axes)) if i not in (iy, ix, ic)]
     order = stack + [iy, ix] + ([ic] if ic is not None else [])
     view = np.transpose(block, order)  # (stack..., Y, X[, C])
@@ -400,7 +403,8 @@ def halo_for(radius: int, scale: int) -> int:
 
 
 def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None = None, device: str = "auto",
-                 precision: str = "auto", chunks=None, scheduler=None, normalization=None, cache: bool = True):
+                 precision: str = "auto", tile_size=None, chunks=None, scheduler=None, normalization=None,
+                 cache: bool = True):
     """Lazily restore a dask (or zarr/numpy) array; returns a dask array.
 
     Nothing is computed except the intensity sample for non-uint8 data (on the
@@ -409,7 +413,8 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     ``axes`` letters as for ``restore`` (RGB(A) through the luma, other
     channels one by one, each with its own global intensity map); output chunks are the input chunks, times
     ``scale`` along Y/X for super-resolution. ``cache`` keeps computed blocks
-    in the process-wide LRU ``block_cache`` (for interactive viewing)."""
+    in the process-wide LRU ``block_cache`` (for interactive viewing).
+    ``tile_size`` is the engine's tile inside a block (None: from memory)."""
     import dask.array as da
     from dask.base import tokenize
 
@@ -435,8 +440,12 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     arr = arr.rechunk(choose_chunks(arr.shape, axes, halo, device=device, chunks=chunks))
     out_chunks = tuple(tuple(c * s for c in cs) if ax in "YX" else cs for ax, cs in zip(axes, arr.chunks))
     out_dtype = output_dtype(arr.dtype)
-    token = tokenize(arr.name, spec.key, task, s, axes, norms, out_dtype.str, device, precision)
-    plan = BlockPlan(spec, task, s, axes, halo, norms, rgb, out_dtype.str, device, precision, token, bool(cache))
+    if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer))
+                                  or tile_size < 1):
+        raise ValueError(f"tile_size must be a positive integer (pixels) or None, got {tile_size!r}")
+    token = tokenize(arr.name, spec.key, task, s, axes, norms, out_dtype.str, device, precision, tile_size)
+    plan = BlockPlan(spec, task, s, axes, halo, norms, rgb, out_dtype.str, device, precision, token, bool(cache),
+                     tile_size)
     _PLANS[token] = plan
     depth = {i: (halo if ax in "YX" else 0) for i, ax in enumerate(axes)}
     return da.map_overlap(_restore_block, arr, depth=depth, boundary="none", trim=False, chunks=out_chunks,
@@ -444,39 +453,49 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
 
 
 def compute_iter(result, *, scheduler=None, cancel=None):
-    """Compute a lazy result block by block: yields ``TileProgress`` events
-    (``done``/``total`` blocks) and finally a ``RestoreResult`` holding the
-    numpy array. ``cancel`` (threading.Event) stops between blocks with
-    ``Cancelled``."""
+    """Compute a lazy result block by block: yields one ``TileProgress`` per
+    finished block (``done``/``total`` blocks) and finally a ``RestoreResult``
+    holding the numpy array, like ``inference.restore_iter``. ``cancel``
+    (threading.Event) stops between blocks with ``Cancelled``; a failing block
+    raises ``distributed.BlockError`` naming it."""
     from .inference import RestoreResult, TileProgress
 
+    start = time.perf_counter()
     out = np.empty(result.shape, dtype=result.dtype)
     slices = _block_slices(result.chunks)
     total = len(slices)
-    start = time.perf_counter()
-    events: list = []
-
-    def on_done(loc, value):
-        out[slices[loc]] = value
-        events.append(loc)
-
     items = ((loc, result.blocks[loc]) for loc in slices)
-    # run in slices so that progress is reported while the run goes on
-    todo = list(items)
-    step = max(1, min(16, total // 20 or 1))
     done = 0
-    yield TileProgress(0, total, 0.0, None)
-    for i in range(0, total, step):
-        run_blocks(todo[i:i + step], scheduler, on_done=on_done, cancel=cancel)
-        done = len(events)
+    for loc, value in iter_blocks(items, scheduler, cancel=cancel):
+        out[slices[loc]] = value
+        done += 1
         elapsed = time.perf_counter() - start
-        eta = elapsed / done * (total - done) if done else None
-        yield TileProgress(done, total, elapsed, eta)
+        yield TileProgress(done, total, elapsed, elapsed / done * (total - done))
     plan = plan_of(result)
     yield RestoreResult(data=out, model_name=plan.spec.name if plan else "", device=plan.device if plan else "",
-                        precision=plan.precision if plan else "", tile_size=0,
+                        precision=plan.precision if plan else "", tile_size=(plan.tile_size or 0) if plan else 0,
                         seconds=time.perf_counter() - start, task=plan.task if plan else None,
                         scale=plan.scale if plan else 1, axes=plan.axes if plan else "")
+
+
+def restore_dask_iter(image, task: str, *, scale=None, model=None, axes=None, device="auto", precision="auto",
+                      tile_size=None, progress=None, cancel=None, chunks=None, scheduler=None, normalization=None):
+    """``inference.restore_iter`` for a dask/zarr image: the same arguments and
+    the same events (``TileProgress`` per block, then ``RestoreResult``), with
+    the blocks restored lazily and exactly (``restore_dask``) and computed on
+    ``scheduler``. ``progress(done, total)`` is called per block too."""
+    result = restore_dask(image, task, scale=scale, model=model, axes=axes, device=device, precision=precision,
+                          tile_size=tile_size, chunks=chunks, scheduler=scheduler, normalization=normalization,
+                          cache=False)
+    for event in compute_iter(result, scheduler=scheduler, cancel=cancel):
+        if progress is not None and hasattr(event, "done"):
+            progress(event.done, event.total)
+        yield event
+
+
+def is_lazy_input(image) -> bool:
+    """True for a dask array or a zarr array (what ``restore`` hands to this module)."""
+    return is_dask_array(image) or (type(image).__module__.startswith("zarr") and hasattr(image, "chunks"))
 
 
 def compute(result, *, scheduler=None, progress=None, cancel=None) -> np.ndarray:
