@@ -1,0 +1,55 @@
+"""``memnet bench`` end to end with a tiny saved model and tiny images (each case
+really runs in its own subprocess)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from napari_memnet.benchmark import GIB, random_memnet, reference_bytes, run_benchmark
+from napari_memnet.cli import main
+from napari_memnet.modelfile import save_model
+
+
+@pytest.mark.slow
+def test_bench_cli_writes_json_with_both_cases(tmp_path, capsys):
+    save_model(random_memnet(2, 2, 8, seed=1), "bench-tiny", task="denoise")
+    out = tmp_path / "bench.json"
+    code = main(["bench", "--sizes", "24", "--model", "bench-tiny", "--device", "cpu", "--json", str(out)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "speed-up x" in printed and "reference:" in printed
+    results = json.loads(out.read_text())
+    assert [row["size"] for row in results["rows"]] == [24]
+    for row in results["rows"]:
+        res, ref = row["restore"], row["reference"]
+        assert res["complete"] and res["tiles_done"] == res["tiles_total"] == 1
+        assert res["megapixels"] == ref["megapixels"] == row["size"] ** 2 / 1e6
+        for case in (res, ref):
+            assert case["mp_per_s"] > 0 and 0.05 < case["peak_rss_gib"] < 8
+        assert row["speedup"] == res["mp_per_s"] / ref["mp_per_s"]
+    assert results["environment"]["torch_threads"] >= 1
+
+
+def test_stopped_case_reports_partial_tiles_and_a_bound():
+    save_model(random_memnet(2, 2, 8, seed=2), "bench-tiny2", task="denoise")
+    results = run_benchmark([32], model="bench-tiny2", tile=8, reference=False, max_tiles=2, log=lambda _t: None)
+    res = results["rows"][0]["restore"]
+    assert res["complete"] is False and res["tiles_done"] == 2 and res["tiles_total"] == 16
+    assert res["megapixels"] == 32 * 32 / 1e6 * 2 / 16
+    assert res["unwritten_bytes"] == int(32 * 32 * 5 * (1 - 2 / 16))
+    assert results["rows"][0]["reference"] is None
+
+
+def test_reference_memory_estimate_grows_with_area():
+    net = random_memnet(6, 6, 64)
+    assert reference_bytes(net, 2048) == 4 * reference_bytes(net, 1024)
+    assert reference_bytes(net, 2048) > 16 * GIB  # why the 2048 px reference needs a big machine
+
+
+def test_bad_sizes_are_rejected(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["bench", "--sizes", "12,x"])
+    assert exc.value.code == 2
+    assert "comma-separated positive sizes" in capsys.readouterr().err
