@@ -192,10 +192,10 @@ def test_cancel_mid_run_adds_nothing(make_napari_viewer, qtbot, tiny_models):
         seen.append(event)
         widget.cancel()
 
-    worker = widget.run()
+    worker = widget.run(start=False)
     worker.yielded.connect(cancel_on_first)
     with qtbot.waitSignal(worker.finished, timeout=60_000):
-        pass
+        worker.start()
     assert seen and seen[0].done < seen[0].total
     assert widget.last_outcome.cancelled
     assert widget.worker is None and len(viewer.layers) == 1
@@ -214,9 +214,10 @@ def test_ui_stays_responsive_during_run(make_napari_viewer, qtbot, tiny_models):
     timer = QTimer()
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     timer.start(10)
-    worker = widget.run()
+    worker = widget.run(start=False)
     worker.yielded.connect(lambda e: progress_while_running.append(widget.progress.value))
     start = time.perf_counter()
+    worker.start()
     qtbot.waitUntil(lambda: widget.worker is None, timeout=60_000)
     timer.stop()
     during = [t for t in ticks if t >= start]

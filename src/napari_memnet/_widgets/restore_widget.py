@@ -229,10 +229,12 @@ class RestoreWidget(Container):
             "tile_size": int(self.tile_size.value) or None,
         }
 
-    def run(self, layer=None):
+    def run(self, layer=None, *, start: bool = True):
         """Start restoring ``layer`` (default: the chosen image) in a worker thread.
 
-        Returns the started napari worker, or ``None`` when the input was refused
+        Returns the napari worker (started, or with ``start=False`` ready for you to
+        connect to its signals and then call ``worker.start()``; a Qt signal reaches
+        only the slots connected when it is emitted), or ``None`` when the input was refused
         (a napari error notification says why) or a run is already under way.
         A dask- or zarr-backed layer restored whole gets a lazy result layer at
         once instead (``None`` is returned; ``last_result_layer`` is that layer):
@@ -287,7 +289,8 @@ class RestoreWidget(Container):
         self._set_running(True)
         where = f" (plane {index})" if index else ""
         self.status.value = f"Restoring {layer.name!r}{where}\u2026"
-        worker.start()
+        if start:
+            worker.start()
         return worker
 
     def run_blocking(self, layer=None, timeout: float | None = 600.0):
@@ -298,20 +301,20 @@ class RestoreWidget(Container):
         from qtpy.QtCore import QEventLoop, QTimer
 
         self.last_outcome = None
-        worker = self.run(layer)
+        worker = self.run(layer, start=False)
         if worker is None:  # refused, or a lazy result layer was added at once
             outcome = self.last_outcome
             return self.last_result_layer if outcome is not None and outcome.data is not None else None
         loop = QEventLoop()
-        worker.finished.connect(loop.quit)
+        worker.finished.connect(loop.quit)  # connected before the worker can finish
+        worker.start()
         timed_out = []
         if timeout is not None:
             def _expire():
                 timed_out.append(True)
                 loop.quit()
             QTimer.singleShot(int(timeout * 1000), _expire)
-        if self._worker is not None:  # not finished yet
-            loop.exec()
+        loop.exec()
         if timed_out and self._worker is not None:
             self.cancel()
             raise TimeoutError(f"restoration did not finish within {timeout} s (cancelled)")
