@@ -31,6 +31,8 @@ import sys
 import time
 from pathlib import Path
 
+from .devices import available_ram
+
 GIB = 1024**3
 WARMUP_SIDE = 48
 
@@ -80,17 +82,6 @@ def reference_bytes(network, side: int) -> int:
     m = int(getattr(cfg, "blocks", 6))
     r = int(getattr(cfg, "recursions", 6))
     return 4 * c * side * side * ((m + r) + (m + 1) + r + 4)
-
-
-def available_ram() -> int:
-    try:
-        with open("/proc/meminfo") as fh:
-            for line in fh:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * GIB
 
 
 # ---------------------------------------------------------------------------- child side
@@ -268,3 +259,53 @@ def format_row(row: dict) -> str:
 
 if __name__ == "__main__":  # the child process of spawn_case
     print(json.dumps(run_case(json.loads(sys.argv[1]))))
+
+
+# ---------------------------------------------------------------------------- precision check
+def precision_check(folder, *, model=None, device="cpu", precisions=("fp32", "bf16"), sigma=25.0, crop=None,
+                    seed=0) -> dict:
+    """Denoise every PNG in ``folder`` (e.g. Set12) at noise ``sigma`` with each
+    precision; report time, mean PSNR against the clean image and the largest
+    difference from the fp32 output. ``crop`` takes the centre crop of that side."""
+    import numpy as np
+    from PIL import Image
+
+    from .degrade import add_noise
+    from .inference import restore_plane
+    from .metrics import psnr
+    from .modelfile import load_model
+
+    loaded = load_model(model) if model else load_model(random_memnet(seed=0))
+    paths = sorted(Path(folder).glob("*.png"))
+    if not paths:
+        raise ValueError(f"no PNG images in {folder}")
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for path in paths:
+        with Image.open(path) as im:
+            clean = np.asarray(im.convert("L"), dtype=np.float32) / 255
+        if crop:
+            h, w = clean.shape
+            y0, x0 = max(0, (h - crop) // 2), max(0, (w - crop) // 2)
+            clean = clean[y0:y0 + crop, x0:x0 + crop]
+        pairs.append((clean, np.asarray(add_noise(clean, sigma, rng=rng), dtype=np.float32)))
+    rows = {}
+    base = None
+    for precision in precisions:
+        restore_plane(loaded, pairs[0][1][:32, :32], device=device, precision=precision)  # warm-up
+        t0 = time.perf_counter()
+        outs = [restore_plane(loaded, noisy, device=device, precision=precision) for _, noisy in pairs]
+        seconds = time.perf_counter() - t0
+        if base is None:
+            base = outs
+        rows[precision] = {
+            "seconds": seconds,
+            "psnr": float(np.mean([psnr(o, c) for o, (c, _) in zip(outs, pairs)])),
+            "max_abs_diff_vs_first": float(max(np.abs(o - b).max() for o, b in zip(outs, base))),
+        }
+    first = rows[precisions[0]]
+    for row in rows.values():
+        row["psnr_delta_db"] = row["psnr"] - first["psnr"]
+        row["speed_vs_first"] = first["seconds"] / row["seconds"]
+    return {"model": loaded.name if model else "random M6R6 C64 (untrained)", "images": len(pairs),
+            "sigma": sigma, "crop": crop, "device": device, "precisions": rows, "environment": environment()}

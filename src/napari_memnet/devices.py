@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 
+CPU_TILE = 512
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 PRECISION_ALIASES = {"float32": "fp32", "float": "fp32", "bfloat16": "bf16", "float16": "fp16", "half": "fp16"}
 
@@ -103,18 +104,38 @@ def bytes_per_pixel(network, precision: str) -> int:
 def default_tile_size(device, network, precision: str) -> int:
     """The tile core side used when ``tile_size=None``.
 
-    CPU: 512 px (about 1.3 GiB of activations for M6R6 C64 with a 74 px halo;
-    keeps peak RSS under 4 GiB). GPU: the largest multiple of 64 whose tile
+    CPU: 512 px (about 1.3 GiB of activations for M6R6 C64 with its 74 px
+    halo, keeping peak RSS under 4 GiB), smaller only when half the available
+    RAM cannot hold such a tile. GPU: the largest multiple of 64 whose tile
     (core + halo) needs at most half the free device memory, between 256 and
     4096. MPS: 1024."""
     import torch
 
     kind = torch.device(device).type
-    if kind == "cpu":
-        return 512
+    radius = int(getattr(network, "receptive_radius", 0))
+    per_px = bytes_per_pixel(network, precision)
     if kind == "mps":
         return 1024
+    if kind == "cpu":
+        side = int((0.5 * available_ram() / per_px) ** 0.5) - 2 * radius
+        return max(64, min(CPU_TILE, side // 32 * 32))
     free, _total = torch.cuda.mem_get_info(torch.device(device))
-    radius = int(getattr(network, "receptive_radius", 0))
-    side = int((0.5 * free / bytes_per_pixel(network, precision)) ** 0.5) - 2 * radius
+    side = int((0.5 * free / per_px) ** 0.5) - 2 * radius
     return max(256, min(4096, side // 64 * 64))
+
+
+def available_ram() -> int:
+    """Bytes of RAM available to new allocations (``MemAvailable``; 8 GiB if unknown)."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        import os
+
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 8 * 1024**3

@@ -29,6 +29,10 @@ def register(sub) -> None:
     p.add_argument("--no-reference", action="store_true", help="only time restore")
     p.add_argument("--max-tiles", type=int, help="stop each restore case after this many tiles")
     p.add_argument("--timeout", type=float, help="seconds allowed per case")
+    p.add_argument("--precision-check", metavar="DIR",
+                   help="instead: denoise the PNGs in DIR (e.g. Set12) in fp32 and bf16, compare time and PSNR")
+    p.add_argument("--sigma", type=float, default=25.0, help="noise sigma of --precision-check (0..255 scale)")
+    p.add_argument("--crop", type=int, help="centre crop side for --precision-check")
     p.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     p.set_defaults(func=run)
 
@@ -43,6 +47,20 @@ def run(args) -> int:
         device = str(resolve_device(args.device))
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    if args.precision_check:
+        from ..benchmark import precision_check
+
+        try:
+            results = precision_check(args.precision_check, model=args.model, device=device, sigma=args.sigma,
+                                      crop=args.crop)
+        except ValueError as exc:
+            raise CommandError(str(exc)) from None
+        for name, row in results["precisions"].items():
+            print(f"{name}: {row['seconds']:.1f} s (x{row['speed_vs_first']:.2f}), mean PSNR {row['psnr']:.3f} dB "
+                  f"({row['psnr_delta_db']:+.4f} dB), max |diff| vs fp32 {row['max_abs_diff_vs_first']:.2e}")
+        if args.json:
+            atomic_write_text(args.json, json.dumps(results, indent=2) + "\n")
+        return 0
     results = run_benchmark(args.sizes, device=device, model=args.model, precision=args.precision, tile=args.tile,
                             reference=not args.no_reference, max_tiles=args.max_tiles, timeout=args.timeout,
                             log=lambda text: print(text, flush=True))
