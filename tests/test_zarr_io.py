@@ -126,7 +126,7 @@ def test_failing_chunk_names_it_and_rerun_completes(tmp_path, model, image):
 def test_destination_checks(tmp_path, model, image):
     write_source(tmp_path / "in.zarr", image)
     zarr_io.restore_to_zarr(tmp_path / "in.zarr", tmp_path / "out.zarr", "denoise", model=model, chunks=60)
-    with pytest.raises(ValueError, match="different run.*chunks"):
+    with pytest.raises(ValueError, match="different run.*chunks.*overwrite"):
         zarr_io.restore_to_zarr(tmp_path / "in.zarr", tmp_path / "out.zarr", "denoise", model=model, chunks=40)
     with pytest.raises(ValueError, match="already exists"):
         zarr_io.restore_to_zarr(tmp_path / "in.zarr", tmp_path / "out.zarr", "denoise", model=model, chunks=60,
@@ -153,3 +153,23 @@ def test_bad_paths(tmp_path):
     (tmp_path / "image.png").write_bytes(b"x")
     with pytest.raises(ValueError, match="unsupported input"):
         zarr_io.open_image(tmp_path / "image.png")
+
+
+def test_cli_hooks_write_resumable_zarr(tmp_path, model, image, capsys):
+    """The ``memnet restore`` hooks: options, output naming, one report line."""
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    for name, default in (("--task", "denoise"), ("--scale", None), ("--axes", None), ("--device", "cpu"),
+                          ("--precision", "auto")):
+        parser.add_argument(name, default=default)
+    zarr_io.add_cli_arguments(parser)
+    args = parser.parse_args(["--chunks", "60", "--ome", "--scheduler", "synchronous"])
+    write_source(tmp_path / "cells.zarr", image)
+    assert zarr_io.is_zarr_path(tmp_path / "cells.zarr") and not zarr_io.is_zarr_path(tmp_path)
+    line = zarr_io.cli_restore_one(tmp_path / "cells.zarr", tmp_path / "out", args, model, quiet=True)
+    assert "cells_denoise.ome.zarr" in line and "4 chunk(s) written" in line
+    again = zarr_io.cli_restore_one(tmp_path / "cells.zarr", tmp_path / "out", args, model, quiet=True)
+    assert "0 chunk(s) written, 4 already done" in again
+    data, axes = zarr_io.open_image(tmp_path / "out" / "cells_denoise.ome.zarr")
+    np.testing.assert_array_equal(data.compute(), reference(image, model, chunks=60))
