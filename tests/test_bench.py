@@ -53,3 +53,13 @@ def test_bad_sizes_are_rejected(capsys):
         main(["bench", "--sizes", "12,x"])
     assert exc.value.code == 2
     assert "comma-separated positive sizes" in capsys.readouterr().err
+
+
+def test_precision_check_on_real_set12_crops(shared_data, capsys):
+    save_model(random_memnet(2, 2, 8, seed=3, residual_std=4e-4), "bench-tiny3", task="denoise")
+    code = main(["bench", "--precision-check", str(shared_data / "test" / "Set12"), "--model", "bench-tiny3",
+                 "--crop", "16"])
+    assert code == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("fp32:") and "+0.0000 dB" in lines[0] and "0.00e+00" in lines[0]
+    assert lines[1].startswith("bf16:")
