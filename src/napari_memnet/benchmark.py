@@ -127,7 +127,10 @@ def run_case(case: dict) -> dict:
             _ = y.cpu()
         out.update(precision="fp32", seconds=seconds, megapixels=side * side / 1e6)
     else:
+        from . import inference
         from .inference import Cancelled, restore_iter
+
+        inference.CHANNELS_LAST = case.get("channels_last")
 
         kwargs = {"model": net, "device": str(device), "precision": case.get("precision", "auto"),
                   "tile_size": case.get("tile")}
@@ -152,6 +155,7 @@ def run_case(case: dict) -> dict:
         sync()
         seconds = time.perf_counter() - t0
         fraction = 1.0 if result is not None else done / max(total, 1)
+        out["channels_last"] = inference.CHANNELS_LAST
         out.update(precision=result.precision if result else case.get("precision", "auto"),
                    tile=result.tile_size if result else case.get("tile"), seconds=seconds,
                    megapixels=side * side / 1e6 * fraction, tiles_done=done, tiles_total=total,
@@ -208,14 +212,14 @@ def _cpu_name() -> str:
 
 
 def run_benchmark(sizes, *, device="cpu", model=None, precision="auto", tile=None, reference=True,
-                  max_tiles=None, timeout=None, log=print) -> dict:
+                  max_tiles=None, timeout=None, channels_last=None, log=print) -> dict:
     """Every size: one restore case and (unless ``reference=False``) one reference case."""
     net = _network({"model": model})
     rows = []
     for side in sizes:
         base = {"size": int(side), "device": device, "model": model}
         res = spawn_case({**base, "kind": "restore", "precision": precision, "tile": tile,
-                          "max_tiles": max_tiles}, timeout)
+                          "max_tiles": max_tiles, "channels_last": channels_last}, timeout)
         ref = None
         if reference:
             need, have = reference_bytes(net, side), available_ram()

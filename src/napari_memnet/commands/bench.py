@@ -26,6 +26,8 @@ def register(sub) -> None:
     p.add_argument("--model", help="model name or file (default: an untrained M6R6 C64 with random BN stats)")
     p.add_argument("--precision", default="auto", help="precision of restore (default auto)")
     p.add_argument("--tile", type=int, help="tile side of restore (default: automatic)")
+    p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
+                   help="memory format of restore (default auto: on for CUDA only)")
     p.add_argument("--no-reference", action="store_true", help="only time restore")
     p.add_argument("--max-tiles", type=int, help="stop each restore case after this many tiles")
     p.add_argument("--timeout", type=float, help="seconds allowed per case")
@@ -63,6 +65,7 @@ def run(args) -> int:
         return 0
     results = run_benchmark(args.sizes, device=device, model=args.model, precision=args.precision, tile=args.tile,
                             reference=not args.no_reference, max_tiles=args.max_tiles, timeout=args.timeout,
+                            channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
                             log=lambda text: print(text, flush=True))
     if device.startswith("cuda"):
         for row in results["rows"]:
