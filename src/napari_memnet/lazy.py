@@ -187,7 +187,8 @@ class BlockCache:
 block_cache = BlockCache()
 _CALLS: dict[str, list] = {}
 _CALLS_LOCK = threading.Lock()
-_PLANS: dict[str, "BlockPlan"] = {}
+_PLANS: OrderedDict = OrderedDict()  # token -> BlockPlan of the latest results
+_KEEP_PLANS = 64
 
 
 def model_calls(result_or_token) -> list[tuple[int, ...]]:
@@ -447,7 +448,12 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     plan = BlockPlan(spec, task, s, axes, halo, norms, rgb, out_dtype.str, device, precision, token, bool(cache),
                      tile_size)
     _PLANS[token] = plan
-    depth = {i: (halo if ax in "YX" else 0) for i, ax in enumerate(axes)}
+    while len(_PLANS) > _KEEP_PLANS:
+        old, _ = _PLANS.popitem(last=False)
+        with _CALLS_LOCK:
+            _CALLS.pop(old, None)
+    # no overlap along stack axes, nor along a Y/X axis that is one chunk (it may be shorter than the halo)
+    depth = {i: (halo if ax in "YX" and len(arr.chunks[i]) > 1 else 0) for i, ax in enumerate(axes)}
     return da.map_overlap(_restore_block, arr, depth=depth, boundary="none", trim=False, chunks=out_chunks,
                           dtype=out_dtype, plan=plan, name=f"memnet-{task}-{token}", meta=np.empty((0,) * arr.ndim, out_dtype))
 
