@@ -215,6 +215,8 @@ def test_compute_iter_progress_and_cancel(models, stack):
 
     with pytest.raises(Cancelled):
         lazy.compute(result, progress=stop_early, cancel=cancel, scheduler="threads")
+    with pytest.raises(Cancelled):  # a callable works too, as for restore()
+        lazy.compute(result, cancel=lambda: True, scheduler="synchronous")
 
 
 def test_restore_dask_iter_speaks_restore_iter(models, stack):

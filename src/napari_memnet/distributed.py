@@ -282,8 +282,15 @@ def run_blocks(items, scheduler=None, *, on_done=None, cancel=None, max_in_fligh
             on_done(key, value)
 
 
+def _cancelled(cancel) -> bool:
+    """``cancel`` is None, a ``threading.Event`` or a callable returning True to stop."""
+    if cancel is None:
+        return False
+    return bool(cancel.is_set()) if hasattr(cancel, "is_set") else bool(cancel())
+
+
 def _check_cancel(cancel) -> None:
-    if cancel is not None and cancel.is_set():
+    if _cancelled(cancel):
         from .inference import Cancelled
 
         raise Cancelled("cancelled")
@@ -302,7 +309,7 @@ def _iter_threads(items, window, cancel):
     try:
         exhausted = False
         while True:
-            while not exhausted and len(pending) < window and not (cancel is not None and cancel.is_set()):
+            while not exhausted and len(pending) < window and not _cancelled(cancel):
                 nxt = next(items, None)
                 if nxt is None:
                     exhausted = True
@@ -332,7 +339,7 @@ def _iter_distributed(client, items, window, cancel, retries):
     try:
         exhausted = False
         while True:
-            while not exhausted and len(pending) < window and not (cancel is not None and cancel.is_set()):
+            while not exhausted and len(pending) < window and not _cancelled(cancel):
                 nxt = next(items, None)
                 if nxt is None:
                     exhausted = True
