@@ -197,6 +197,7 @@ def environment() -> dict:
     return {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
             "processor": _cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
             "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
 
 
