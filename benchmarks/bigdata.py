@@ -17,7 +17,10 @@ Each run happens in a fresh child process (``run`` subcommand) that starts a
 127.0.0.1 and calls ``zarr_io.restore_to_zarr`` with the cluster's address.
 Peak memory is ``ru_maxrss`` of the child (the client) and of each worker
 (read on the worker itself just before shutdown); the image is never held in
-one process. The model is a MemNet M1R1 C8 (random weights: throughput only):
+one process. ``worker_cpu_s_per_mp`` is the workers' CPU time (user + system)
+during the run per megapixel: unlike wall time it does not depend on what
+else the machine runs. The load average before and after each run is printed
+too, since wall times on a busy machine say little about scaling. The model is a MemNet M1R1 C8 (random weights: throughput only):
 the paper's M6R6 C64 runs at about 0.05 MP/s on this 2-core CPU, so 268 MP
 would take hours.
 """
@@ -76,6 +79,11 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0  # Linux: KiB
 
 
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def run_child(args) -> None:
     """The measured run (in its own process): LocalCluster + restore_to_zarr."""
     import distributed
@@ -94,17 +102,22 @@ def run_child(args) -> None:
                                   host="127.0.0.1", dashboard_address=None, silence_logs=40) as cluster, \
             distributed.Client(cluster) as client:
         client.wait_for_workers(args.workers)
+        cpu_before = client.run(_cpu_seconds)
         start = time.perf_counter()
         report = zarr_io.restore_to_zarr(args.src, args.dst, "denoise", model=str(info.path), device="cpu",
                                          precision="fp32", chunks=CHUNK, scheduler=client, resume=False)
         seconds = time.perf_counter() - start
         workers = client.run(_peak_rss_mib)
+        cpu_after = client.run(_cpu_seconds)
+        worker_cpu = sum(cpu_after[w] - cpu_before.get(w, 0.0) for w in cpu_after)
     megapixels = report.shape[0] * report.shape[1] / 1e6
     print(json.dumps({
         "workers": args.workers, "shape": list(report.shape), "chunks": report.chunks_total,
         "model": f"MemNet M{blocks}R{recursions} C{channels}", "seconds": round(seconds, 1),
         "mp_per_s": round(megapixels / seconds, 3), "client_peak_rss_mib": round(_peak_rss_mib(), 1),
         "worker_peak_rss_mib": sorted(round(v, 1) for v in workers.values()),
+        "worker_cpu_s": round(worker_cpu, 1), "worker_cpu_s_per_mp": round(worker_cpu / megapixels, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
     }))
 
 
@@ -181,11 +194,14 @@ def main() -> None:
         print(json.dumps(row), flush=True)
         if not args.keep:
             shutil.rmtree(dst, ignore_errors=True)
-    print("\n| workers | image | model | seconds | MP/s | client peak RSS (MiB) | worker peak RSS (MiB) |")
-    print("|---|---|---|---|---|---|---|")
+    print("\n| workers | image | model | seconds | MP/s | worker CPU s / MP | client peak RSS (MiB) "
+          "| worker peak RSS (MiB) | load average before, after |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
         print(f"| {r['workers']} | {r['shape'][0]} x {r['shape'][1]} | {r['model']} | {r['seconds']} | "
-              f"{r['mp_per_s']} | {r['client_peak_rss_mib']} | {', '.join(map(str, r['worker_peak_rss_mib']))} |")
+              f"{r['mp_per_s']} | {r['worker_cpu_s_per_mp']} | {r['client_peak_rss_mib']} | "
+              f"{', '.join(map(str, r['worker_peak_rss_mib']))} | {r['load_average_before']}, "
+              f"{r['load_average_after']} |")
     if not args.keep:
         shutil.rmtree(src, ignore_errors=True)
 
