@@ -24,10 +24,9 @@ the result rounded back to uint8. Any other dtype is normalised GLOBALLY: one
 most 65536 values each), so no block is normalised on its own and no seams
 appear. Pass ``normalization=(low, high)`` to fix it yourself.
 
-``lazy_result_layer_data`` / ``lazy_result_layer_kwargs`` are what the napari
-widget needs for a lazy result layer; a small LRU cache of computed output
-blocks (``BlockCache``) makes revisiting a plane free. ``compute_iter`` runs a
-whole lazy result with progress events and cancellation.
+A small LRU cache of computed output blocks (``BlockCache``) makes revisiting
+a plane in napari free (``_widgets/lazy_layer.py``). ``compute_iter`` and
+``restore_dask_iter`` run a whole lazy result with progress and cancellation.
 """
 
 from __future__ import annotations
@@ -57,8 +56,7 @@ __all__ = [
     "restore_dask_iter",
     "is_lazy_input",
     "compute",
-    "lazy_result_layer_data",
-    "lazy_result_layer_kwargs",
+    "plan_of",
     "model_calls",
 ]
 
@@ -524,39 +522,6 @@ def _block_slices(chunks) -> dict:
     for loc in itertools.product(*(range(len(c)) for c in chunks)):
         out[loc] = tuple(slice(int(b[i]), int(b[i + 1])) for b, i in zip(bounds, loc))
     return out
-
-
-# ------------------------------------------------------------------ napari helpers
-def lazy_result_layer_data(layer_data, task: str, **options):
-    """The data of a lazy result layer for a napari image layer whose data is a
-    dask/zarr array: a dask array that computes (and caches) only the blocks a
-    view asks for. ``options`` are those of ``restore_dask``. A multiscale
-    layer's full-resolution level is used."""
-    if isinstance(layer_data, (list, tuple)) or type(layer_data).__name__ == "MultiScaleData":
-        layer_data = layer_data[0]
-    options.setdefault("cache", True)
-    return restore_dask(layer_data, task, **options)
-
-
-def lazy_result_layer_kwargs(result, *, name: str, scale=None, translate=None) -> dict:
-    """Layer keyword arguments for a lazy result: fixed contrast limits (so
-    napari does not compute the whole array to find them) and, for SR, a
-    world scale that keeps the result aligned with its input."""
-    dtype = np.dtype(result.dtype)
-    if np.issubdtype(dtype, np.integer):
-        limits = (0.0, 255.0) if dtype == np.uint8 else None
-    else:
-        limits = None
-    if limits is None:
-        plan = plan_of(result)
-        limits = ((min(n.low for n in plan.norms), max(n.high for n in plan.norms))
-                  if plan is not None else (0.0, 1.0))
-    kwargs = {"name": name, "contrast_limits": limits, "metadata": {"memnet_lazy": True}}
-    if scale is not None:
-        kwargs["scale"] = tuple(scale)
-    if translate is not None:
-        kwargs["translate"] = tuple(translate)
-    return kwargs
 
 
 def plan_of(result) -> BlockPlan | None:
