@@ -16,13 +16,15 @@ and ``boundary="none"``:
   halo is ``ceil(radius / s) + 3`` low-resolution pixels: it covers the bicubic
   support (2 pixels, plus the block-edge mirror) and the receptive field.
 * stack axes (T, Z, ...) get chunk 1 and no halo; planes are independent.
+  Channels are one chunk and handled like ``restore`` does: RGB(A) through
+  the luma (Y of YCbCr), other channels one by one.
 
-Intensities: uint8 data is divided by 255 (the models' training scale) and
-the result rounded back to uint8. Any other dtype is normalised GLOBALLY: one
-``(low, high)`` pair for the whole array, from percentiles of a bounded sample
-(``sample_intensity``: up to 32 chunks spread over the array, strided to at
-most 65536 values each), so no block is normalised on its own and no seams
-appear. Pass ``normalization=(low, high)`` to fix it yourself.
+Intensities are normalised GLOBALLY, never per block (that would make seams):
+uint8 is divided by 255; other data follows ``intensity.choose_intensity``
+(8-bit-range data /255, float 0..1 as is, else the 0.1/99.9 percentiles)
+evaluated on a bounded sample (``sample_intensity``: up to 32 chunks spread
+over the array, strided to at most 65536 values each). Pass
+``normalization=(low, high)`` to fix the map yourself.
 
 A small LRU cache of computed output blocks (``BlockCache``) makes revisiting
 a plane in napari free (``_widgets/lazy_layer.py``). ``compute_iter`` and
@@ -407,18 +409,20 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     """Lazily restore a dask (or zarr/numpy) array; returns a dask array.
 
     Nothing is computed except the intensity sample for non-uint8 data (on the
-    local threads; ``scheduler`` is validated here and is what ``compute`` /
-    ``compute_iter`` / ``zarr_io.restore_to_zarr`` run the blocks on). Axes:
-    ``axes`` letters as for ``restore`` (RGB(A) through the luma, other
-    channels one by one, each with its own global intensity map); output chunks are the input chunks, times
-    ``scale`` along Y/X for super-resolution. ``cache`` keeps computed blocks
-    in the process-wide LRU ``block_cache`` (for interactive viewing).
-    ``tile_size`` is the engine's tile inside a block (None: from memory)."""
+    local threads; ``scheduler`` is only validated here: pass it to
+    ``compute`` / ``compute_iter`` / ``zarr_io.restore_to_zarr``, which run
+    the blocks). ``axes`` as for ``restore`` (RGB(A) through the luma, other
+    channels one by one, each with its own global intensity map). Output
+    chunks are the input chunks (``choose_chunks``), times ``scale`` along Y/X
+    for super-resolution. ``cache`` keeps computed blocks in the process-wide
+    LRU ``block_cache`` (for interactive viewing). ``tile_size`` is the
+    engine's tile inside a block (None: from memory). A model given by name
+    or file travels to workers as its path; an in-memory network as its
+    weights (bytes)."""
     import dask.array as da
     from dask.base import tokenize
 
     from .distributed import normalize_scheduler
-
     from .inference import check_task
 
     task, s = check_task(task, scale)
@@ -453,7 +457,8 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     # no overlap along stack axes, nor along a Y/X axis that is one chunk (it may be shorter than the halo)
     depth = {i: (halo if ax in "YX" and len(arr.chunks[i]) > 1 else 0) for i, ax in enumerate(axes)}
     return da.map_overlap(_restore_block, arr, depth=depth, boundary="none", trim=False, chunks=out_chunks,
-                          dtype=out_dtype, plan=plan, name=f"memnet-{task}-{token}", meta=np.empty((0,) * arr.ndim, out_dtype))
+                          dtype=out_dtype, plan=plan, name=f"memnet-{task}-{token}",
+                          meta=np.empty((0,) * arr.ndim, out_dtype))
 
 
 def compute_iter(result, *, scheduler=None, cancel=None):
