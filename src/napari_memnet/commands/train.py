@@ -149,27 +149,55 @@ def run(args) -> int:
         trainer = Trainer(cfg, validation=validation, resume=args.resume)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
-    last_print = 0.0
     failed = False
     previous = _stop_on_interrupt(trainer)
+    printer = _Printer(cfg.log_every, as_json=args.json)
     try:
         for event in trainer.run():
-            if args.json:
-                print(json.dumps(event.to_dict()), flush=True)
-                continue
-            if isinstance(event, ev.Step):
-                now = time.monotonic()
-                if event.step % cfg.log_every and event.step != event.total and now - last_print < 30:
-                    continue
-                last_print = now
-            line = describe(event)
-            if line:
-                print(line, file=sys.stderr if isinstance(event, ev.Failed) else sys.stdout, flush=True)
+            printer.show(event)
             failed = failed or isinstance(event, ev.Failed)
     finally:
+        printer.close()
         if previous is not None:
             signal.signal(signal.SIGINT, previous)
     return 1 if failed else 0
+
+
+class _Printer:
+    """Events to the terminal: a progress bar for steps on a terminal, else one line per log_every steps."""
+
+    def __init__(self, every: int, as_json: bool):
+        from ..progressbar import ProgressBar
+
+        self.every = every
+        self.as_json = as_json
+        self.bar = ProgressBar("train", unit="steps") if sys.stderr.isatty() and not as_json else None
+        self.last_print = 0.0
+
+    def show(self, event) -> None:
+        from ..training import events as ev
+
+        if self.as_json:
+            print(json.dumps(event.to_dict()), flush=True)
+            return
+        if isinstance(event, ev.Step):
+            if self.bar is not None:
+                self.bar.desc = f"train loss {event.loss:.2e} lr {event.lr:.1e} {event.patches_per_s:.0f} patch/s"
+                self.bar.update(event.step, event.total)
+                return
+            now = time.monotonic()
+            if event.step % self.every and event.step != event.total and now - self.last_print < 30:
+                return
+            self.last_print = now
+        line = describe(event)
+        if line:
+            if self.bar is not None:
+                sys.stderr.write("\r\x1b[K")
+            print(line, file=sys.stderr if isinstance(event, ev.Failed) else sys.stdout, flush=True)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
 
 
 def _stop_on_interrupt(trainer):
