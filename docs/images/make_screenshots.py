@@ -117,8 +117,8 @@ def main(argv=None) -> int:
         widget.refresh_models()
         widget.model.value = model
         viewer.reset_view()
-        grab(f"{shot_prefix}_before.png")
         if mid_run_shot:
+            grab(f"{shot_prefix}_before.png")
             widget.tile_size.value = 64
             taken = []
 

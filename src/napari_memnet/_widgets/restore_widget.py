@@ -91,6 +91,7 @@ class RestoreWidget(Container):
         self._cancel_event: threading.Event | None = None
         self._run_context: dict | None = None
         self._adding_result = False
+        self._status_for = None  # the layer the status line talks about
         self.last_result_layer = None
         self.last_outcome: RunOutcome | None = None
 
@@ -209,6 +210,9 @@ class RestoreWidget(Container):
     def _on_image_changed(self, *_args) -> None:
         layer = self.image.value
         self.stack_mode.visible = layer is not None and layer_io.n_stack_axes(layer) > 0
+        if self._worker is None and not self._adding_result and layer is not self._status_for:
+            self.status.value = ""  # the last run's message belongs to another layer
+            self._status_for = layer
 
     # --------------------------------------------------------------------- run
     @property
@@ -276,6 +280,7 @@ class RestoreWidget(Container):
 
         options["axes"] = axes
         self._cancel_event = threading.Event()
+        self._status_for = self.image.value
         self._run_context = {"layer": layer, "task": task, "scale": options["scale"],
                              "index": index, "model": options["model"],
                              "replace": bool(self.replace.value)}
