@@ -63,3 +63,22 @@ def test_headless_demo_writes_pngs_and_psnr(tmp_path, capsys):
 def test_unknown_model_is_a_clear_error(tmp_path, capsys):
     assert demo.main(["--headless", "--output", str(tmp_path), "--model", "no-such-model"]) == 1
     assert "no-such-model" in capsys.readouterr().err
+
+
+@pytest.mark.gui
+def test_gui_demo_opens_noisy_sample_with_widget_docked(monkeypatch):
+    """With a display (pytest-xvfb's), the demo opens napari with the sample and the widget."""
+    napari = pytest.importorskip("napari")
+    seen = {}
+
+    def instead_of_event_loop():
+        viewer = napari.current_viewer()
+        seen["layers"] = [layer.name for layer in viewer.layers]
+        seen["docks"] = list(viewer.window.dock_widgets)
+        viewer.close()
+
+    monkeypatch.setattr(napari, "run", instead_of_event_loop)
+    assert demo.display_available()
+    assert demo.main([]) == 0
+    assert seen["layers"] == ["astronaut (clean reference)", "astronaut noisy"]
+    assert any(name.startswith("Restore (MemNet)") for name in seen["docks"])
