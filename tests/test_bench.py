@@ -63,3 +63,16 @@ def test_precision_check_on_real_set12_crops(shared_data, capsys):
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith("fp32:") and "+0.0000 dB" in lines[0] and "0.00e+00" in lines[0]
     assert lines[1].startswith("bf16:")
+
+
+def test_conv_flops_count_shared_recursions_every_time():
+    from napari_memnet.benchmark import conv_flops_per_pixel
+
+    # M2R2 C8: extract 1*8*9, 2 blocks x 2 recursions x 2 convs x 8*8*9, 2 branch reconstructions 8*1*9,
+    # gates (1+2)*8*8 and (2+2)*8*8 multiply-adds per pixel
+    conv3 = 1 * 8 * 9 + 2 * 2 * 2 * 8 * 8 * 9 + 2 * 8 * 9
+    gates = (3 + 4) * 8 * 8
+    net = random_memnet(2, 2, 8)
+    flops = conv_flops_per_pixel(net)
+    assert flops == {"total": 2 * (conv3 + gates), "conv3x3": 2 * conv3}
+    assert net.gate_mode == "sum"

@@ -75,6 +75,35 @@ def _network(case: dict):
     return random_memnet(*case.get("mrc", (6, 6, 64)), seed=0)
 
 
+def conv_flops_per_pixel(network, side: int = 16) -> dict:
+    """Convolution FLOPs (2 x multiply-adds) per output pixel of the plain
+    network, counted with forward hooks (shared recursion convs count every
+    time they run): ``{"total": ..., "conv3x3": ...}``."""
+    import torch
+
+    counts = {"total": 0, "conv3x3": 0}
+
+    def hook(mod, _inp, out):
+        flops = 2 * out.numel() * mod.in_channels // mod.groups * mod.kernel_size[0] * mod.kernel_size[1]
+        counts["total"] += flops
+        if mod.kernel_size == (3, 3):
+            counts["conv3x3"] += flops
+
+    handles = [m.register_forward_hook(hook) for m in network.modules() if isinstance(m, torch.nn.Conv2d)]
+    gate_mode = getattr(network, "gate_mode", None)
+    try:
+        if gate_mode is not None:
+            network.gate_mode = "concat"  # the gate as one 1x1 conv module call
+        with torch.no_grad():
+            network.eval()(torch.zeros(1, network.in_channels, side, side))
+    finally:
+        for h in handles:
+            h.remove()
+        if gate_mode is not None:
+            network.gate_mode = gate_mode
+    return {k: v / (side * side) for k, v in counts.items()}
+
+
 def reference_bytes(network, side: int) -> int:
     """Estimated peak activation bytes of the reference (concat gate, fp32) forward."""
     cfg = getattr(network, "config", None)
@@ -234,8 +263,11 @@ def run_benchmark(sizes, *, device="cpu", model=None, precision="auto", tile=Non
             row["speedup"] = res["mp_per_s"] / ref["mp_per_s"]
         rows.append(row)
         log(format_row(row))
+    flops = conv_flops_per_pixel(net)
+    log(f"convolution work: {flops['total'] / 1e6:.2f} MFLOP per pixel, "
+        f"{100 * flops['conv3x3'] / flops['total']:.1f} % of it in 3x3 convolutions")
     return {"environment": environment(), "device": device, "model": model or "random M6R6 C64",
-            "rows": rows}
+            "flops_per_pixel": flops, "rows": rows}
 
 
 def _fmt_case(case: dict | None) -> str:
