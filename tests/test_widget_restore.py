@@ -90,6 +90,12 @@ def test_model_list_refreshes_when_opened(make_napari_viewer, qtbot, tiny_models
     qtbot.mouseClick(widget.model.native, Qt.MouseButton.LeftButton)
     assert "tiny-new" in widget.model.choices
     widget.model.native.hidePopup()
+    save_model(_tiny(3), "tiny-newer", task="denoise")
+    qtbot.keyClick(widget.model.native, Qt.Key.Key_A)  # typing does not re-read the folders
+    assert "tiny-newer" not in widget.model.choices
+    qtbot.keyClick(widget.model.native, Qt.Key.Key_F4)  # the key that opens the list does
+    assert "tiny-newer" in widget.model.choices
+    widget.model.native.hidePopup()
 
 
 def test_denoise_2d_adds_new_layer_preserving_placement(make_napari_viewer, tiny_models, crop):

@@ -76,9 +76,16 @@ class _ClickRefresher(QObject):
         self._callback = callback
 
     def eventFilter(self, obj, event):  # noqa: N802 (Qt API)
+        from qtpy.QtCore import Qt
+
         kind = event.type()
-        if kind == QEvent.Type.MouseButtonPress or kind == QEvent.Type.KeyPress:
+        if kind == QEvent.Type.MouseButtonPress:
             self._callback()
+        elif kind == QEvent.Type.KeyPress and (
+                event.key() in (Qt.Key.Key_Space, Qt.Key.Key_F4)
+                or (event.key() == Qt.Key.Key_Down
+                    and event.modifiers() & Qt.KeyboardModifier.AltModifier)):
+            self._callback()  # the keys that open a combo box's popup
         return False
 
 
