@@ -1,7 +1,8 @@
 """The "Restore (MemNet)" dock widget.
 
-A magicgui ``Container`` whose ``Run`` button starts ``napari_memnet.inference.
-restore_iter`` in a napari ``thread_worker``. The worker never touches Qt: it
+A magicgui ``Container`` whose **Restore** button starts ``napari_memnet.inference.
+restore_iter`` in a napari worker thread (``napari.qt.threading.create_worker``,
+what ``thread_worker`` builds on; worker exceptions reach napari's notifications). The worker never touches Qt: it
 yields the engine's ``TileProgress`` events (shown on the main thread through
 the worker's ``yielded`` signal) and returns an outcome that the main thread
 turns into a new layer. ``Cancel`` sets a ``threading.Event`` that the engine
@@ -12,6 +13,9 @@ Scripting::
     widget = RestoreWidget(viewer)
     widget.task.value = "sr"; widget.scale.value = 2
     layer = widget.run_blocking()          # or: worker = widget.run()
+
+Dask- or zarr-backed layers restored whole get a lazy result layer instead
+(``lazy_layer``): nothing is computed until napari displays it.
 """
 
 from __future__ import annotations
