@@ -92,7 +92,10 @@ def main(argv=None) -> int:
     viewer = napari.Viewer(show=True, title="napari-memnet")
     qt_window = viewer.window._qt_window
     qt_window.resize(*WINDOW)
-    _dock, widget = viewer.window.add_plugin_dock_widget("napari-memnet", "Restore (MemNet)")
+    dock, widget = viewer.window.add_plugin_dock_widget("napari-memnet", "Restore (MemNet)")
+    from qtpy.QtCore import Qt
+
+    qt_window.resizeDocks([dock], [430], Qt.Orientation.Horizontal)  # room for the widget's labels
     numbers: list[str] = []
 
     def settle():
