@@ -278,3 +278,22 @@ def test_dask_stack_gets_a_lazy_result_layer(make_napari_viewer, tiny_models):
     eager = restore(stack[2], "denoise", model="tiny-denoise")
     assert np.abs(np.asarray(result.data[2]).astype(int) - eager.astype(int)).max() <= 1
     assert type(layer.data).__module__.startswith("dask")
+
+
+def test_progress_line_and_axes_helpers():
+    """The pure helpers behind the progress line and the engine's axes strings."""
+    from napari.layers import Image
+
+    from napari_memnet._widgets import layer_io
+    from napari_memnet._widgets.progress import format_seconds, progress_text
+
+    assert progress_text(3, 16, 1.24, 5.08) == "tile 3/16 \u00b7 1.2 s elapsed \u00b7 ETA 5.1 s"
+    assert progress_text(16, 16, 30.0, None).endswith("ETA 0.0 s")
+    assert format_seconds(None) == "?" and format_seconds(185) == "3 min 05 s"
+    assert layer_io.layer_axes(Image(np.zeros((4, 5, 6)))) == "ZYX"
+    assert layer_io.layer_axes(Image(np.zeros((2, 4, 5, 6)))) == "TZYX"
+    assert layer_io.layer_axes(Image(np.zeros((4, 5, 3), np.uint8), rgb=True)) == "YXC"
+    assert layer_io.layer_axes(Image(np.zeros((4, 5, 6))), plane_only=True) == "YX"
+    assert layer_io.result_name("cells", "sr", 3) == "cells [SR x3]"
+    with pytest.raises(ValueError, match="unknown task"):
+        layer_io.result_name("cells", "sharpen")
