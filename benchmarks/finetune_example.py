@@ -15,6 +15,10 @@ Screenshots of the real window go to ``--shots``; the numbers are printed as JSO
     xvfb-run -a .venv/bin/python benchmarks/finetune_example.py --shots docs/images --out /tmp/finetune.json
 
 Models go to a fresh temporary user-model folder unless ``--models-dir`` is given.
+A control run then continues the base model on Train400 for the same number of
+steps (no cells at all) and compares the three models on the held-out region::
+
+    .venv/bin/python benchmarks/finetune_example.py --models-dir DIR --control --out /tmp/control.json
 """
 
 from __future__ import annotations
@@ -42,6 +46,9 @@ def parse_args(argv=None):
     p.add_argument("--shots", type=Path, default=None, help="folder for screenshots (train_*.png)")
     p.add_argument("--out", type=Path, default=None, help="write the JSON summary here")
     p.add_argument("--models-dir", type=Path, default=None)
+    p.add_argument("--control", action="store_true",
+                   help="after a run with --models-dir: continue the base model on Train400 for the same steps "
+                        "(no cells) and compare all three models on the held-out cells region")
     return p.parse_args(argv)
 
 
@@ -59,6 +66,58 @@ def train_base(args) -> dict:
             "train400_validation_input_psnr": round(training["validation_input_psnr"], 2)}
 
 
+def held_out_region():
+    """(noisy, clean) validation crop the widget used: the cells sample's held-out region, centre-cropped."""
+    from napari_memnet._widgets.train_data import split_region
+    from napari_memnet.sample_data import cells_sample
+
+    (clean, *_), (noisy, *_) = cells_sample()
+    _tr, val_noisy, offset, axis = split_region(noisy, 0.2)
+    val_clean = clean[offset[0]:, offset[1]:]
+    crop = 96  # TrainConfig.val_crop: centre crop of the held-out region
+    h, w = val_noisy.shape
+    ch, cw = min(h, crop), min(w, crop)
+    y, x = (h - ch) // 2, (w - cw) // 2
+    return val_noisy[y:y + ch, x:x + cw], val_clean[y:y + ch, x:x + cw]
+
+
+def region_psnr(model_name: str, noisy, clean) -> float:
+    import torch
+
+    from napari_memnet import load_model
+    from napari_memnet.metrics import psnr
+
+    net = load_model(model_name).network.eval()
+    with torch.no_grad():
+        out = net(torch.from_numpy(noisy.astype("float32"))[None, None])[0, 0].numpy()
+    return round(float(psnr(out, clean)), 2)
+
+
+def control(args) -> int:
+    """Same number of extra steps on natural images only: is the gain domain adaptation or just training?"""
+    from napari_memnet import fine_tune
+
+    t0 = time.perf_counter()
+    fine_tune(clean=str(args.data / "train" / "Train400"), task="denoise", name="example-base-continued",
+              base_model="example-base-denoiser", levels=(5, 50), steps=args.steps, patch_size=args.patch,
+              batch_size=args.batch, lr=1e-4, validation=4, validate_every=args.steps,
+              checkpoint_every=args.steps, seed=0)
+    noisy, clean = held_out_region()
+    from napari_memnet.metrics import psnr
+
+    summary = {"held_out_region_psnr": {
+        "input": round(float(psnr(noisy, clean)), 2),
+        "base_model": region_psnr("example-base-denoiser", noisy, clean),
+        f"base_model_plus_{args.steps}_train400_steps": region_psnr("example-base-continued", noisy, clean),
+        f"fine_tuned_{args.steps}_cells_steps": region_psnr("cells-denoiser", noisy, clean)},
+        "control_minutes": round((time.perf_counter() - t0) / 60, 2)}
+    text = json.dumps(summary, indent=2)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n")
+    return 0
+
+
 def settle(app, seconds=0.3):
     end = time.perf_counter() + seconds
     while time.perf_counter() < end:
@@ -69,6 +128,11 @@ def settle(app, seconds=0.3):
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ["NAPARI_MEMNET_MODELS_DIR"] = str(args.models_dir or tempfile.mkdtemp(prefix="memnet-example-"))
+    if args.control:
+        if args.models_dir is None:
+            print("--control needs the --models-dir of an earlier run", file=sys.stderr)
+            return 2
+        return control(args)
     if not (args.data / "train" / "Train400").is_dir():
         print(f"Train400 not found under {args.data}", file=sys.stderr)
         return 2

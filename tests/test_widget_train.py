@@ -94,9 +94,11 @@ def test_fine_tune_layer_pair_live_view_saved_listed_and_restore(make_napari_vie
     assert outcome is not None and outcome.error is None, outcome
     finished = outcome.finished
     assert isinstance(finished, Finished) and finished.step == 4 and not finished.stopped
-    # the viewer kept processing events all along (the timer fired, with no long freeze)
+    # the viewer kept processing events all along: the 20 ms timer fired throughout, never
+    # stalling for more than a quarter of the run (a run on the main thread would stall for all of it;
+    # the 1.5 s floor absorbs scheduling hiccups of a loaded 2-core machine)
     assert len(ticks) >= elapsed / 0.2
-    assert max(np.diff([t0, *ticks])) < 1.5
+    assert max(np.diff([t0, *ticks, t0 + elapsed])) < max(1.5, 0.25 * elapsed)
     # every step reached the loss plot (total and per-branch) and the progress bar
     steps = [e for e in widget.events if isinstance(e, Step)]
     assert [s.step for s in steps] == [1, 2, 3, 4]

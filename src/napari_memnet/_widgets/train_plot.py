@@ -242,7 +242,7 @@ class WeightBars(QWidget):
 
 
 class LiveView(QWidget):
-    """Loss plot (total and per-branch), validation PSNR against the base model, and w_m.
+    """Loss plot (total, smoothed, per-branch y_m), validation PSNR against the base model, and w_m.
 
     ``show_event(event)`` takes the training engine's ``Step``/``Validation`` events
     (anything else is ignored); ``clear()`` starts a new run."""
@@ -254,12 +254,14 @@ class LiveView(QWidget):
         self.weight_bars = WeightBars()
         self.weights_text = QLabel("")
         self.weights_text.setWordWrap(True)
+        self._ema = None  # exponential moving average of the loss (the raw loss is noisy)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         for w in (self.loss_plot, self.psnr_plot, self.weight_bars, self.weights_text):
             layout.addWidget(w)
 
     def clear(self) -> None:
+        self._ema = None
         self.loss_plot.clear()
         self.psnr_plot.clear()
         self.weight_bars.set_weights([])
@@ -268,7 +270,9 @@ class LiveView(QWidget):
     def show_event(self, event) -> None:
         kind = getattr(event, "kind", None)
         if kind == "step":
-            self.loss_plot.append("loss", event.step, event.loss, color="#f0c419", width=2.0)
+            self.loss_plot.append("loss", event.step, event.loss, color="#8d7a2e", width=1.0)
+            self._ema = event.loss if self._ema is None else 0.9 * self._ema + 0.1 * event.loss
+            self.loss_plot.append("loss (smoothed)", event.step, self._ema, color="#f0c419", width=2.0)
             for i, b in enumerate(event.branch_losses):
                 self.loss_plot.append(f"y{i + 1}", event.step, b, width=1.0)
             if event.branch_weights:

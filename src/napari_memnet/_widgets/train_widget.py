@@ -457,8 +457,7 @@ class TrainWidget(Container):
         elif isinstance(event, CheckpointSaved):
             self.resume_button.tooltip = f"checkpoint at step {event.step}: {event.path}"
         elif isinstance(event, Finished):
-            self.last_model = event.model_name
-            self.refresh_models()
+            self.last_model = event.model_name  # the lists are refreshed once, in _on_returned
 
     def _show_preview(self, event: Preview) -> None:
         """Create or update the preview layer (placed over its held-out region when known)."""
