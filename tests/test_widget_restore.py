@@ -27,6 +27,16 @@ def _tiny(seed: int):
                                   "channels": 8, "multi_supervised": True})
 
 
+@pytest.fixture(autouse=True)
+def _only_user_models(monkeypatch, tmp_path):
+    """Hide the bundled weights (when they ship) so these tests see only their tiny models."""
+    import napari_memnet.modelfile as modelfile
+
+    empty = tmp_path / "no-bundled-weights"
+    empty.mkdir()
+    monkeypatch.setattr(modelfile, "BUNDLED_DIR", empty)
+
+
 @pytest.fixture
 def tiny_models():
     save_model(_tiny(0), "tiny-denoise", task="denoise")
