@@ -38,7 +38,7 @@ def _plain(net, device, batch, patch, steps):
         loss = torch.nn.functional.mse_loss(net(x), y)
         loss.backward()
         opt.step()
-        return float(loss)
+        return float(loss.detach())
 
     return _timed(step, steps, device)
 

@@ -108,3 +108,28 @@ def test_cli_refuses_bad_data_with_one_line(tmp_path, capsys):
     assert main(["train", "--task", "sr", "--clean-dir", str(empty), "--out-dir", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert "no images found" in err and str(empty) in err
+
+
+def test_cli_explicit_validation_pairs(pair_folders, tmp_path, capsys):
+    import shutil
+
+    deg, cln = pair_folders
+    vdeg, vcln = tmp_path / "val_noisy", tmp_path / "val_clean"
+    vdeg.mkdir()
+    vcln.mkdir()
+    held = sorted(cln.iterdir())[0]
+    shutil.move(str(held), vcln / held.name)
+    shutil.move(str(deg / f"{held.stem}.tif"), vdeg / f"{held.stem}.tif")
+    out = tmp_path / "run"
+    argv = ["train", "--task", "denoise", "--pairs", str(deg), str(cln), "--val-pairs", str(vdeg), str(vcln),
+            "--blocks", "1", "--recursions", "1", "--channels", "8", "--steps", "2", "--batch", "2", "--patch", "24",
+            "--out-dir", str(out), "--name", "vp", "--threads", "1", "--json"]
+    assert main(argv) == 0
+    started = json.loads(capsys.readouterr().out.splitlines()[0])
+    assert started["train_images"] == 3 and started["val_items"] == 1
+    card = json.loads((out / "vp.json").read_text())
+    assert card["training"]["data"]["validation_images"] == [held.stem]
+    # one folder is not a validation set for pairs
+    assert main([*argv[:argv.index("--val-pairs")], *argv[argv.index("--val-pairs") + 3:], "--val-dir", str(vcln),
+                 "--out-dir", str(tmp_path / "run2")]) == 2
+    assert "validation for real pairs must be pairs" in capsys.readouterr().err

@@ -65,8 +65,8 @@ def register(sub) -> None:
     a("--checkpoint-every", type=int)
     a("--validate-every", type=int)
     a("--log-every", type=int)
-    a("--val-dir", help="folder of held-out validation images (clean, or degraded for --pairs: use --val-pairs)")
-    a("--val-pairs", nargs=2, metavar=("DEGRADED_DIR", "CLEAN_DIR"))
+    a("--val-dir", help="folder of held-out clean validation images (with --clean-dir)")
+    a("--val-pairs", nargs=2, metavar=("DEGRADED_DIR", "CLEAN_DIR"), help="held-out validation pairs (with --pairs)")
     a("--val-count", type=int, help="training images held out for validation (default 4)")
     a("--val-fraction", type=float)
     a("--val-crop", type=int, help="centre crop of each validation image (0: whole)")
@@ -89,6 +89,8 @@ def build_config(args):
     arch = {k: getattr(args, k) for k in ("blocks", "recursions", "channels", "layers") if getattr(args, k) is not None}
     if args.pairs:
         overrides["pairs_input_dir"], overrides["pairs_target_dir"] = args.pairs
+    if args.val_pairs:
+        overrides["val_pairs_input_dir"], overrides["val_pairs_target_dir"] = args.val_pairs
     if args.plain_loss:
         overrides["multi_supervised"] = False
     if args.config:
@@ -145,8 +147,7 @@ def run(args) -> int:
 
     try:
         cfg = build_config(args)
-        validation = tuple(args.val_pairs) if args.val_pairs else None
-        trainer = Trainer(cfg, validation=validation, resume=args.resume)
+        trainer = Trainer(cfg, resume=args.resume)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     failed = False

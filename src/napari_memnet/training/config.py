@@ -43,7 +43,9 @@ class TrainConfig:
     clean_dir: str | None = None
     pairs_input_dir: str | None = None
     pairs_target_dir: str | None = None
-    val_dir: str | None = None
+    val_dir: str | None = None  # held-out clean images (synthetic data)
+    val_pairs_input_dir: str | None = None  # held-out pairs (real-pair data)
+    val_pairs_target_dir: str | None = None
     val_count: int = 4  # images held out of the training images when no val_dir is given
     val_fraction: float | None = None  # overrides val_count when set
     val_crop: int = 96  # validation images are centre-cropped to this (0: whole image)
@@ -54,7 +56,7 @@ class TrainConfig:
     patch_size: int = 31
     multi_supervised: bool = True
     optimizer: str = "adam"
-    lr: float | None = None  # adam 1e-3, sgd 0.1
+    lr: float | None = None  # adam 1e-2 (measured fastest, docs/training.md), sgd 0.1
     lr_min: float = 1e-5
     schedule: str | None = None  # adam: cosine, sgd: step
     lr_step: int | None = None  # step schedule: divide by 10 every lr_step steps (default steps // 3)
@@ -134,7 +136,7 @@ class TrainConfig:
     # ------------------------------------------------------------ resolved defaults
     @property
     def resolved_lr(self) -> float:
-        return self.lr if self.lr is not None else (1e-3 if self.optimizer == "adam" else 0.1)
+        return self.lr if self.lr is not None else (1e-2 if self.optimizer == "adam" else 0.1)
 
     @property
     def resolved_schedule(self) -> str:

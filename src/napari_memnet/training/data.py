@@ -311,6 +311,8 @@ def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int 
     clean = clean if clean is not None else config.clean_dir
     if pairs is None and config.pairs_input_dir and config.pairs_target_dir:
         pairs = (config.pairs_input_dir, config.pairs_target_dir)
+    if validation is None and config.val_pairs_input_dir and config.val_pairs_target_dir:
+        validation = (config.val_pairs_input_dir, config.val_pairs_target_dir)
     validation = validation if validation is not None else config.val_dir
     if (clean is None) == (pairs is None):
         raise ValueError("give exactly one training source: clean images (clean=/--clean-dir) or degraded/clean pairs (pairs=/--pairs)")
@@ -334,6 +336,8 @@ def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int 
         val = synthetic_val_items(val_planes, task, config.resolved_val_levels(), config.val_crop, config.seed)
         desc = _describe_source(clean, len(planes))
         return TrainingData(task, "synthetic", [TrainItem(n, p) for n, p in train_planes], val, desc)
+    if isinstance(validation, (str, os.PathLike)):
+        raise ValueError(f"validation for real pairs must be pairs too: (degraded_folder, clean_folder), got the one folder {validation}")
     items = load_pair_items(pairs, task, min_size, problems)
     if validation is not None:
         val_items = load_pair_items(validation, task, 8, problems)
