@@ -58,7 +58,7 @@ def train_base(args) -> dict:
     t0 = time.perf_counter()
     model = fine_tune(clean=str(args.data / "train" / "Train400"), task="denoise", name="example-base-denoiser",
                       architecture={"blocks": 2, "recursions": 2, "channels": 16}, levels=(5, 50),
-                      steps=args.base_steps, patch_size=args.patch, batch_size=args.batch, validation=4,
+                      steps=args.base_steps, patch_size=args.patch, batch_size=args.batch, lr=1e-3, validation=4,
                       validate_every=args.base_steps, checkpoint_every=args.base_steps, seed=0)
     training = model.card["training"]
     return {"name": model.name, "steps": training["steps"], "minutes": round((time.perf_counter() - t0) / 60, 2),

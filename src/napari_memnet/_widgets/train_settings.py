@@ -3,7 +3,7 @@
 The widget's defaults and "auto" rules live here:
 
 * learning rate ``auto``: 1e-4 when fine-tuning a model (small steps keep what it
-  learned), the engine's default (Adam 1e-3) from scratch;
+  learned), the training engine's Adam default from scratch;
 * validation every a tenth of the steps when 0, a checkpoint every quarter;
 * synthetic levels come from the "levels" field, SR pair levels from the pairs'
   scale, real pairs need none.
@@ -17,7 +17,7 @@ FINE_TUNE_LR = 1e-4
 
 
 def parse_lr(text: str, fine_tuning: bool) -> float | None:
-    """``"auto"`` -> 1e-4 when fine-tuning else None (engine default); ``"3e-4"`` -> 3e-4."""
+    """``"auto"`` -> 1e-4 when fine-tuning, else None (the engine's default); ``"3e-4"`` -> 3e-4."""
     text = str(text).strip().lower()
     if text in ("", "auto"):
         return FINE_TUNE_LR if fine_tuning else None

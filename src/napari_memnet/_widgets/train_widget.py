@@ -93,7 +93,7 @@ class TrainWidget(Container):
         self.patch_size = SpinBox(label="patch size", value=31, min=8, max=512)
         self.batch_size = SpinBox(label="batch size", value=16, min=1, max=1024)
         self.learning_rate = LineEdit(label="learning rate", value="auto",
-                                      tooltip="auto: 1e-4 when fine-tuning a model, 1e-3 from scratch (Adam)")
+                                      tooltip="auto: 1e-4 when fine-tuning a model, the training engine's Adam default from scratch")
         self.multi_supervised = CheckBox(text="multi-supervised loss", value=True)
         self.device = ComboBox(label="device", choices=self._device_choices)
         self.validate_every = SpinBox(label="validate every", value=0, min=0, max=1_000_000,
