@@ -17,10 +17,12 @@ from pathlib import Path
 
 SETTINGS = {
     "adam-cosine lr1e-3 clip1": {"optimizer": "adam", "lr": 1e-3, "schedule": "cosine", "clip": 1.0},
+    "adam-cosine lr1e-3 noclip": {"optimizer": "adam", "lr": 1e-3, "schedule": "cosine", "clip": 1e9},
     "adam-cosine lr3e-3 clip1": {"optimizer": "adam", "lr": 3e-3, "schedule": "cosine", "clip": 1.0},
     "adam-cosine lr1e-2 clip1": {"optimizer": "adam", "lr": 1e-2, "schedule": "cosine", "clip": 1.0},
     "adam-cosine lr3e-2 clip1": {"optimizer": "adam", "lr": 3e-2, "schedule": "cosine", "clip": 1.0},
     "sgd-step lr0.1 clip0.4 (paper)": {"optimizer": "sgd", "lr": 0.1, "schedule": "step", "clip": 0.4},
+    "sgd-step lr0.01 clip0.4": {"optimizer": "sgd", "lr": 0.01, "schedule": "step", "clip": 0.4},
     "sgd-cosine lr0.1 clip0.4": {"optimizer": "sgd", "lr": 0.1, "schedule": "cosine", "clip": 0.4},
     "sgd-cosine lr0.1 clip10": {"optimizer": "sgd", "lr": 0.1, "schedule": "cosine", "clip": 10.0},
 }

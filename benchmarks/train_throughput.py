@@ -7,7 +7,7 @@ Both loops train the same network on the same device in the same process:
 
 * ``plain``: random tensors already on the device, ``net(x)``, MSE on the final
   output, ``backward``, ``SGD.step`` -- the least a training step can do;
-* ``engine``: ``Trainer.train_step`` -- patch sampling from real images, noise on
+* ``engine``: ``Trainer.train_step`` (contiguous NCHW tensors) -- patch sampling from real images, noise on
   the device, the multi-supervised loss, gradient clipping, Adam, lr schedule;
 * ``engine-bf16`` / ``engine-channels-last``: the engine with bf16 autocast /
   channels_last memory format (to decide the CPU defaults).
@@ -108,6 +108,7 @@ def main(argv=None) -> int:
             else:
                 precision = "bf16" if variant == "engine-bf16" else "fp32"
                 seconds = _engine(args, device, precision, variant == "engine-channels-last", args.steps)
+                # "engine" and "engine-bf16" run contiguous (NCHW) tensors, "engine-channels-last" NHWC
             row = {"device": dev_name, "variant": variant, "model": f"M{args.blocks}R{args.recursions}C{args.channels}",
                    "batch": args.batch, "patch": args.patch, "threads": torch.get_num_threads(),
                    "seconds_per_step": round(seconds, 4), "patches_per_s": round(args.batch / seconds, 2),

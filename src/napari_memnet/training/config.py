@@ -68,7 +68,7 @@ class TrainConfig:
     # execution
     device: str = "auto"
     precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU
-    channels_last: bool | None = None  # None: on for CUDA, off on the CPU
+    channels_last: bool | None = None  # None: on (measured faster on the CPU too, docs/training.md)
     compile: bool = False
     threads: int | None = None
     # output

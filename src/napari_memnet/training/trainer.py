@@ -69,7 +69,7 @@ class Trainer:
             torch.set_num_threads(int(cfg.threads))
         self.device = resolve_device(cfg.device)
         self.precision = cfg.precision if cfg.precision != "auto" else ("bf16" if self.device.type == "cuda" else "fp32")
-        self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type == "cuda"
+        self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type in ("cuda", "cpu")
         pairs_given = pairs is not None or bool(cfg.pairs_input_dir)
         need = crop_size(cfg.task, cfg.patch_size, cfg.levels, pairs_given)
         self.data = data if data is not None else prepare_data(cfg, clean, pairs, validation, min_size=need)
