@@ -173,3 +173,21 @@ def test_cli_hooks_write_resumable_zarr(tmp_path, model, image, capsys):
     assert "0 chunk(s) written, 4 already done" in again
     data, axes = zarr_io.open_image(tmp_path / "out" / "cells_denoise.ome.zarr")
     np.testing.assert_array_equal(data.compute(), reference(image, model, chunks=60))
+
+
+def test_ome_zarr_05_input_and_levels(tmp_path, image):
+    """OME-Zarr 0.5 (zarr v3, metadata under 'ome') is read, level by level."""
+    group = zarr.open_group(str(tmp_path / "img.ome.zarr"), mode="w", zarr_format=3)
+    stack = np.stack([image, image[::-1]])
+    group.create_array("0", shape=stack.shape, chunks=(1, 64, 64), dtype="u1")[:] = stack
+    group.create_array("1", shape=(2, 60, 50), chunks=(1, 64, 64), dtype="u1")[:] = stack[:, ::2, ::2]
+    group.attrs["ome"] = {"version": "0.5", "multiscales": [{
+        "axes": [{"name": "z", "type": "space"}, {"name": "y", "type": "space"}, {"name": "x", "type": "space"}],
+        "datasets": [{"path": "0"}, {"path": "1"}]}]}
+    full, axes = zarr_io.open_image(tmp_path / "img.ome.zarr")
+    assert axes == "ZYX" and full.shape == stack.shape
+    np.testing.assert_array_equal(full.compute(), stack)
+    half, _ = zarr_io.open_image(tmp_path / "img.ome.zarr", level=1)
+    assert half.shape == (2, 60, 50)
+    with pytest.raises(ValueError, match="level 2 does not exist"):
+        zarr_io.open_image(tmp_path / "img.ome.zarr", level=2)
