@@ -2,6 +2,7 @@
 
     PYTHONPATH=src python benchmarks/train_throughput.py                 # M6R6 C64, batch 64 of 31x31, CPU (+CUDA)
     PYTHONPATH=src python benchmarks/train_throughput.py --steps 3 --variants engine plain engine-bf16
+    PYTHONPATH=src python benchmarks/train_throughput.py --sampler --threads 1      # batch drawing cost per task
 
 Both loops train the same network on the same device in the same process:
 
@@ -56,6 +57,24 @@ def _engine(args, device, precision, channels_last, steps):
     return _timed(trainer.train_step, steps, device)
 
 
+def sampler_times(args, device, batches: int = 5) -> list[dict]:
+    """ms per ``sampler.batch(args.batch)`` for each task, on 8 T91 images (data preparation cost)."""
+    from napari_memnet.training.config import TrainConfig
+    from napari_memnet.training.data import prepare_data
+    from napari_memnet.training.sampler import PatchSampler, crop_size
+
+    files = [str(f) for f in sorted((Path(args.data).parent / "T91").glob("*.png"))[:8]]
+    rows = []
+    for task, levels in (("denoise", (0, 75)), ("sr", (2, 3, 4)), ("deblock", (5, 50))):
+        cfg = TrainConfig(task=task, levels=levels, val_count=0, patch_size=args.patch)
+        data = prepare_data(cfg, clean=files, min_size=crop_size(task, args.patch, cfg.levels, False))
+        sampler = PatchSampler(data.train, task, cfg.levels, args.patch, 0, device)
+        seconds = _timed(lambda: sampler.batch(args.batch), batches, device)
+        rows.append({"device": str(device), "variant": f"sampler-{task}", "batch": args.batch, "patch": args.patch,
+                     "ms_per_batch": round(seconds * 1000, 2)})
+    return rows
+
+
 def _timed(step, steps, device):
     import torch
 
@@ -87,6 +106,8 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true", help="torch.compile in the engine variants")
     ap.add_argument("--threads", type=int)
     ap.add_argument("--json", help="append the results as JSON lines to this file")
+    ap.add_argument("--sampler", action="store_true",
+                    help="instead: time drawing one batch (patches + degradation) for each task")
     args = ap.parse_args(argv)
 
     import torch
@@ -96,6 +117,12 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     devices = args.devices or (["cpu"] + (["cuda"] if torch.cuda.is_available() else []))
+    if args.sampler:
+        for dev_name in devices:
+            for row in sampler_times(args, torch.device(dev_name)):
+                row["threads"] = torch.get_num_threads()
+                print(json.dumps(row), flush=True)
+        return 0
     rows = []
     for dev_name in devices:
         device = torch.device(dev_name)
