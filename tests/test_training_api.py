@@ -133,3 +133,23 @@ def test_cli_explicit_validation_pairs(pair_folders, tmp_path, capsys):
     assert main([*argv[:argv.index("--val-pairs")], *argv[argv.index("--val-pairs") + 3:], "--val-dir", str(vcln),
                  "--out-dir", str(tmp_path / "run2")]) == 2
     assert "validation for real pairs must be pairs" in capsys.readouterr().err
+
+
+def test_cli_train_from_a_toml_config_with_flag_overrides(shared_data, tmp_path, capsys):
+    images = sorted((shared_data / "train" / "T91").glob("*.png"))[:3]
+    folder = tmp_path / "clean"
+    folder.mkdir()
+    for p in images:
+        (folder / p.name).write_bytes(p.read_bytes())
+    config = tmp_path / "run.toml"
+    config.write_text(f'task = "deblock"\nlevels = [10, 30]\nclean_dir = "{folder}"\nsteps = 50\nbatch_size = 2\n'
+                      f'val_count = 1\nval_crop = 48\nthreads = 1\nname = "toml-model"\n'
+                      f'[arch]\nblocks = 1\nrecursions = 1\nchannels = 8\n')
+    out = tmp_path / "run"
+    assert main(["train", "--config", str(config), "--steps", "3", "--out-dir", str(out), "--json"]) == 0
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1]["event"] == "finished" and events[-1]["step"] == 3
+    card = json.loads((out / "toml-model.json").read_text())
+    assert card["task"] == "deblock" and card["levels"] == {"jpeg_quality_range": [10, 30]}
+    assert card["config"]["blocks"] == 1 and card["training"]["config"]["steps"] == 3
+    assert {m["level"] for m in card["metrics"]} == {"10", "20", "30"}

@@ -151,3 +151,15 @@ def test_a_failure_during_training_is_an_event(images, tmp_path):
     events = list(trainer.run())
     assert isinstance(events[-1], ev.Failed)
     assert "ValueError" in events[-1].error and trainer.error is not None
+
+
+def test_red30_trains_with_the_plain_loss(images, tmp_path):
+    cfg = TrainConfig(task="denoise", levels=(10, 40), architecture="red30", arch={"layers": 4, "channels": 8}, steps=3,
+                      batch_size=4, val_count=1, val_crop=48, threads=1, model_dir=str(tmp_path), name="red")
+    events = list(Trainer(cfg, clean=images).run())
+    steps = [e for e in events if isinstance(e, ev.Step)]
+    assert len(steps) == 3 and all(e.branch_losses == [] and e.branch_weights == [] for e in steps)
+    from napari_memnet.modelfile import load_model
+
+    model = load_model(tmp_path / "red.safetensors")
+    assert model.architecture == "red30" and model.card["config"]["layers"] == 4
