@@ -57,7 +57,13 @@ def level_card(task: str, levels) -> dict:
 
 
 class Trainer:
-    """One training run. Construction loads and checks the data and builds (or resumes) the model."""
+    """One training run. Construction loads and checks the data and builds (or resumes) the model.
+
+    ``clean``/``pairs``/``validation`` as in ``data.prepare_data`` (or ``data=`` an already prepared
+    ``TrainingData``). With ``config.out_dir`` set, an existing checkpoint there is continued when
+    ``resume`` is true, replaced when ``overwrite`` is true, and refused (ValueError) otherwise;
+    ``resume`` without a checkpoint starts a new run. ``stop``: a ``threading.Event`` that ends the
+    run after the current step (``request_stop()`` sets it)."""
 
     def __init__(self, config: TrainConfig, *, clean=None, pairs=None, validation=None,
                  data: TrainingData | None = None, resume: bool = False, stop: threading.Event | None = None,
