@@ -153,3 +153,15 @@ def test_cli_train_from_a_toml_config_with_flag_overrides(shared_data, tmp_path,
     assert card["task"] == "deblock" and card["levels"] == {"jpeg_quality_range": [10, 30]}
     assert card["config"]["blocks"] == 1 and card["training"]["config"]["steps"] == 3
     assert {m["level"] for m in card["metrics"]} == {"10", "20", "30"}
+
+
+def test_fine_tune_again_under_the_same_name_starts_a_new_run(pair_folders):
+    kwargs = dict(pairs=pair_folders, task="denoise", architecture={"blocks": 1, "recursions": 1, "channels": 8},
+                  batch_size=2, patch_size=24, name="again", validation=1, threads=1)
+    napari_memnet.fine_tune(steps=3, **kwargs)
+    seen = []
+    model = napari_memnet.fine_tune(steps=2, callback=seen.append, **kwargs)
+    assert not seen[0].resumed and model.card["training"]["steps"] == 2
+    resumed = napari_memnet.fine_tune(steps=4, resume=True, callback=seen.append, **kwargs)
+    assert resumed.card["training"]["steps"] == 4
+    assert [e.step for e in seen if isinstance(e, ev.Step)] == [1, 2, 3, 4]
