@@ -168,3 +168,16 @@ def test_default_model_for_a_task_without_bundled_weights_is_a_clear_error(monke
     monkeypatch.setattr(modelfile, "BUNDLED_DIR", tmp_path / "no-bundled")
     with pytest.raises(ModelFileError, match="no bundled model for task 'sr'"):
         load_model(None, task="sr")
+
+
+def test_update_card_records_results_without_touching_the_weights(tmp_path):
+    from napari_memnet.modelfile import update_card
+
+    info = save_model(_net(), "u", task="denoise", directory=tmp_path)
+    before = info.path.read_bytes()
+    update_card(info.path, metrics=[{"dataset": "Set12", "level": 25, "psnr": 28.1}])
+    assert info.path.read_bytes() == before
+    loaded = load_model(info.path)  # checksum still matches
+    assert loaded.card["metrics"][0]["psnr"] == 28.1
+    with pytest.raises(ValueError, match="cannot change"):
+        update_card(info.path, config={})

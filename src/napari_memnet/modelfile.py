@@ -160,6 +160,23 @@ def save_model(network, name: str, *, task: str | None, directory: str | os.Path
     return ModelInfo(name, task or "", card["architecture"], "user" if directory is None else "file", weights, card)
 
 
+def update_card(weights_or_card: str | os.PathLike, **fields) -> dict:
+    """Replace top-level fields of an existing model card (atomically).
+
+    The weights are untouched, so their checksum in the card stays valid; used
+    to record benchmark results measured after training."""
+    path = Path(weights_or_card)
+    card_path = path.with_suffix(".json")
+    card = read_card(card_path)
+    protected = {"format_version", "architecture", "config", "weights_sha256"}
+    bad = protected & set(fields)
+    if bad:
+        raise ValueError(f"update_card cannot change {sorted(bad)}; save the model again instead")
+    card.update(fields)
+    atomic_write_text(card_path, json.dumps(card, indent=2) + "\n")
+    return card
+
+
 # ---------------------------------------------------------------------------- reading
 def read_card(card_path: Path) -> dict:
     try:
