@@ -88,13 +88,9 @@ class FusedMemNet(nn.Module):
         bw = model.branch_weights
         self.branch_weights = None if bw is None else par(bw.detach().clone())
 
-    @property
-    def receptive_radius(self) -> int:
-        return 1 + self.config.blocks * 2 * self.config.recursions + 1
-
-    @property
-    def in_channels(self) -> int:
-        return self.config.in_channels
+    # the same facts as the network it was folded from (they read self.config)
+    receptive_radius = MemNet.receptive_radius
+    in_channels = MemNet.in_channels
 
     def _block(self, bp, long_term: list[torch.Tensor]) -> torch.Tensor:
         gp = bp.gate_parts
