@@ -27,7 +27,7 @@ def register(sub) -> None:
     p.add_argument("--precision", default="auto", help="precision of restore (default auto)")
     p.add_argument("--tile", type=int, help="tile side of restore (default: automatic)")
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
-                   help="memory format of restore (default auto: on for CUDA only)")
+                   help="memory format of restore (default auto: on for CUDA and CPU)")
     p.add_argument("--no-reference", action="store_true", help="only time restore")
     p.add_argument("--max-tiles", type=int, help="stop each restore case after this many tiles")
     p.add_argument("--timeout", type=float, help="seconds allowed per case")
