@@ -191,3 +191,25 @@ def test_ome_zarr_05_input_and_levels(tmp_path, image):
     assert half.shape == (2, 60, 50)
     with pytest.raises(ValueError, match="level 2 does not exist"):
         zarr_io.open_image(tmp_path / "img.ome.zarr", level=2)
+
+
+def test_memnet_restore_cli_end_to_end_on_zarr_and_png(tmp_path, model, image, capsys):
+    """``memnet restore`` itself: a zarr input goes out of core to zarr, a PNG
+    beside it to TIFF, in one run; a second run resumes (nothing to redo)."""
+    import tifffile
+    from PIL import Image
+
+    from napari_memnet.cli import main
+
+    write_source(tmp_path / "big.zarr", image)
+    Image.fromarray(image).save(tmp_path / "small.png")
+    argv = ["restore", str(tmp_path / "big.zarr"), str(tmp_path / "small.png"), "-o", str(tmp_path / "out"),
+            "--task", "denoise", "--model", model, "--device", "cpu", "--chunks", "60", "-q"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "restored 2 of 2" in out
+    data, _ = zarr_io.open_image(tmp_path / "out" / "big_denoise.zarr")
+    np.testing.assert_array_equal(data.compute(), reference(image, model, chunks=60))
+    assert tifffile.imread(tmp_path / "out" / "small_denoise.tif").shape == image.shape
+    assert main(argv[:2] + argv[3:]) == 0  # the zarr input again: all chunks already done
+    assert "already done" in capsys.readouterr().out

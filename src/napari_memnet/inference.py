@@ -256,11 +256,28 @@ def _plane_jobs(layout, view: np.ndarray, data: np.ndarray):
 
 
 def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto", precision="auto",
-                 tile_size=None, progress: Callable[[int, int], None] | None = None, cancel=None):
+                 tile_size=None, progress: Callable[[int, int], None] | None = None, cancel=None,
+                 chunks=None, scheduler=None):
     """Generator form of ``restore``: yields ``TileProgress`` per tile, then one ``RestoreResult``.
 
     Arguments are those of ``restore``. Raises ``Cancelled`` (between tiles)
-    when ``cancel`` is set; nothing partial is returned then."""
+    when ``cancel`` is set; nothing partial is returned then. A dask or zarr
+    image (or any image with a ``scheduler``) is computed block by block
+    (``lazy.restore_dask_iter``): one ``TileProgress`` per block, and the
+    final ``RestoreResult`` holds the whole computed array."""
+    from .lazy import is_lazy_input
+
+    if is_lazy_input(image) or scheduler is not None:
+        from .lazy import as_dask, restore_dask_iter
+
+        if not is_lazy_input(image):
+            image = check_image(image)  # a numpy image for a scheduler: same checks, then dask
+        yield from restore_dask_iter(as_dask(image), task, scale=scale, model=model, axes=axes,
+                                     device=device, precision=precision, tile_size=tile_size,
+                                     progress=progress, cancel=cancel, chunks=chunks, scheduler=scheduler)
+        return
+    if chunks is not None:
+        raise ValueError("chunks applies only to dask/zarr images or with a scheduler")
     start = time.perf_counter()
     task, scale = check_task(task, scale)
     data = check_image(image)
@@ -334,7 +351,7 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
 
 
 def restore(image, task, *, scale=None, model=None, axes=None, device="auto", precision="auto",
-            tile_size=None, progress=None, cancel=None) -> np.ndarray:
+            tile_size=None, progress=None, cancel=None, chunks=None, scheduler=None):
     """Restore ``image`` for ``task`` ("denoise", "sr" or "deblock") and return the result.
 
     * ``scale``: 2, 3 or 4 for "sr" (the output is that many times larger in Y and X).
@@ -348,13 +365,30 @@ def restore(image, task, *, scale=None, model=None, axes=None, device="auto", pr
     * ``cancel``: a callable returning True, or a ``threading.Event``, to stop
       between tiles with ``Cancelled``.
 
+    * ``chunks`` / ``scheduler`` (big data, ``napari_memnet.lazy``): a dask or
+      zarr ``image`` gives a LAZY dask array of the result (overlapping blocks
+      with a halo of the receptive field, so it equals the in-memory result;
+      nothing is computed until asked; ``chunks`` overrides the block size).
+      With ``scheduler`` ("threads", "synchronous", a ``tcp://`` address of a
+      dask.distributed scheduler, or a ``Client``) the blocks are computed
+      there and a numpy array is returned, for numpy input too.
+
     The input is never modified. Integer inputs come back in their dtype,
     floating-point ones as float32."""
+    from .lazy import is_lazy_input
+
+    if is_lazy_input(image) and scheduler is None:
+        from .lazy import restore_dask
+
+        return restore_dask(image, task, scale=scale, model=model, axes=axes, device=device,
+                            precision=precision, tile_size=tile_size, chunks=chunks)
     result = None
     for item in restore_iter(image, task, scale=scale, model=model, axes=axes, device=device, precision=precision,
-                             tile_size=tile_size, progress=progress, cancel=cancel):
+                             tile_size=tile_size, progress=progress, cancel=cancel, chunks=chunks,
+                             scheduler=scheduler):
         result = item
     return result.data
+
 
 
 def restore_plane(model, plane, *, device="auto", precision="auto", tile_size=None, progress=None,

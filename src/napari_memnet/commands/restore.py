@@ -7,6 +7,11 @@ resolution tags (pixels per unit) are kept, multiplied by the scale for
 super-resolution; ImageJ metadata (unit, spacing, frame interval) is kept
 when the result can be written as an ImageJ hyperstack. A file that fails is
 reported and the others still run; the exit code is 1 if any failed.
+
+Big data: zarr / OME-Zarr inputs (and any input with ``--zarr``/``--ome``)
+are restored out of core into ``OUTDIR/NAME_<task>.zarr`` chunk by chunk,
+resumable after an interruption, optionally on a dask.distributed cluster
+(``--scheduler tcp://...``); see docs/bigdata.md.
 """
 
 from __future__ import annotations
@@ -48,6 +53,9 @@ def register(sub) -> None:
     p.add_argument("--tile", type=int, metavar="N", help="tile side in pixels (default: from device memory)")
     p.add_argument("--axes", help="axes of every input, e.g. TZYX or YXC (default: from the file / shape)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    from ..zarr_io import add_cli_arguments
+
+    add_cli_arguments(p)  # --zarr, --ome, --chunks, --scheduler, --overwrite (big data)
     p.set_defaults(func=run)
 
 
@@ -55,10 +63,12 @@ def register(sub) -> None:
 def collect_inputs(paths: list[str]) -> list[Path]:
     """Files as given, plus the supported images directly inside given folders
     (sorted, hidden files skipped). Missing paths are kept: they fail later."""
+    from ..zarr_io import is_zarr_path
+
     found: list[Path] = []
     for text in paths:
         path = Path(text)
-        if path.is_dir():
+        if path.is_dir() and not is_zarr_path(path):
             found.extend(sorted(p for p in path.iterdir()
                                 if p.is_file() and p.suffix.lower() in SUFFIXES and not p.name.startswith(".")))
         else:
@@ -178,6 +188,7 @@ def run(args) -> int:
     from ..cli import CommandError
     from ..inference import check_task
     from ..modelfile import load_model
+    from ..zarr_io import cli_restore_one, is_zarr_path, zarr_output_path
 
     try:
         check_task(args.task, args.scale)
@@ -195,14 +206,18 @@ def run(args) -> int:
     written: set[Path] = set()
     failed = 0
     for path in inputs:
-        target = output_path(path, outdir, args.task)
+        use_zarr = args.zarr or args.ome or is_zarr_path(path)
+        target = zarr_output_path(path, outdir, args.task, args.ome) if use_zarr else output_path(path, outdir, args.task)
         try:
             resolved = target.resolve()
             if resolved in input_set:
                 raise ValueError(f"refusing to overwrite an input file: {target}")
             if resolved in written:
                 raise ValueError(f"{target} was already written by another input of this run (same name)")
-            message = _restore_one(path, target, args, model, args.quiet)
+            if use_zarr:  # out of core, chunk by chunk, resumable
+                message = cli_restore_one(path, outdir, args, model, args.quiet)
+            else:
+                message = _restore_one(path, target, args, model, args.quiet)
             written.add(resolved)
             print(message)
         except KeyboardInterrupt:
