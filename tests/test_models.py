@@ -177,3 +177,17 @@ def test_bad_configs_and_inputs_are_refused():
         build_model("memnet", {"blocks": 0})
     with pytest.raises(ValueError, match=r"expects \(N, 1, H, W\)"):
         tiny()(torch.rand(1, 3, 8, 8))
+
+
+def test_fused_output_accumulates_in_float32_under_autocast():
+    net = tiny()
+    _randomise_bn(net, seed=5)
+    fused = inference_module(net.eval())
+    x = torch.rand(1, 1, 12, 12)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = fused(x)
+    assert y.dtype == torch.float32
+    with torch.no_grad():
+        ref = net(x)
+    # bf16 convolutions, but no bf16 rounding of the image-scale sum (~4e-3 steps near 1.0)
+    assert (y - ref).abs().max() < 0.05

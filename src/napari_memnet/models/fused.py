@@ -122,7 +122,8 @@ class FusedMemNet(nn.Module):
             b = self._block(bp, long_term)
             long_term.append(b)
             if self.branch_weights is not None:
-                y = self._recon(b, m).add_(x).mul_(self.branch_weights[m])
+                # out of place with the fp32 input, so under autocast the sum stays fp32
+                y = (x + self._recon(b, m)) * self.branch_weights[m]
                 final = y if final is None else final.add_(y)
         if self.branch_weights is None:
             final = x + self._recon(long_term[-1], 0)
