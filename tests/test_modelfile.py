@@ -181,3 +181,14 @@ def test_update_card_records_results_without_touching_the_weights(tmp_path):
     assert loaded.card["metrics"][0]["psnr"] == 28.1
     with pytest.raises(ValueError, match="cannot change"):
         update_card(info.path, config={})
+
+
+def test_atomic_writes_get_ordinary_permissions(tmp_path):
+    from napari_memnet.atomic import atomic_write_text
+
+    mask = os.umask(0o022)
+    try:
+        atomic_write_text(tmp_path / "a.txt", "x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
