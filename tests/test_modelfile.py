@@ -192,3 +192,13 @@ def test_atomic_writes_get_ordinary_permissions(tmp_path):
     finally:
         os.umask(mask)
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o644
+
+
+def test_saved_model_files_are_readable_by_others(tmp_path):
+    mask = os.umask(0o022)
+    try:
+        info = save_model(_net(), "perm", task="denoise", directory=tmp_path)
+    finally:
+        os.umask(mask)
+    for path in (info.path, info.path.with_suffix(".json")):
+        assert path.stat().st_mode & 0o777 == 0o644, path

@@ -1,0 +1,83 @@
+"""The bundled weights, end to end on small crops of real benchmark images.
+
+They were trained on a CPU for a few hundred steps (see their cards and
+docs/results.md), so these tests pin what they do measurably: the denoiser
+removes most of the noise; the SR and deblocking models are, on average, no
+worse than bicubic / the JPEG they start from. A later GPU-trained release
+should raise the bars."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from napari_memnet import list_models, load_model, restore
+from napari_memnet.degrade import add_noise, imresize, jpeg_compress, modcrop, rgb_to_y
+from napari_memnet.inference import restore_plane
+from napari_memnet.metrics import psnr
+
+BUNDLED = {"denoise": "memnet-denoise", "sr": "memnet-sr", "deblock": "memnet-deblock"}
+
+
+def _gray(path, size=64):
+    img = np.asarray(Image.open(path))
+    y = rgb_to_y(img) if img.ndim == 3 else img
+    h, w = y.shape
+    top, left = (h - size) // 2, (w - size) // 2
+    return y[top:top + size, left:left + size].astype(np.float32) / 255.0
+
+
+def test_every_task_has_a_bundled_model_with_an_honest_card():
+    bundled = {m.task: m for m in list_models() if m.source == "bundled"}
+    assert set(bundled) == set(BUNDLED)
+    for task, name in BUNDLED.items():
+        info = bundled[task]
+        assert info.name == name and info.path.stat().st_size < 5 * 2**20
+        card = info.card
+        assert card["config"] == {"in_channels": 1, "blocks": 6, "recursions": 6, "channels": 64,
+                                  "multi_supervised": True}
+        assert card["trained_on"] == "cpu" and "CPU" in card["description"]
+        assert card["training_summary"]["total_steps"] > 0
+        assert load_model(None, task=task).name == name
+
+
+def test_bundled_denoiser_removes_noise_on_set12_crops(shared_data):
+    model = load_model(None, task="denoise")
+    gains = []
+    for i, name in enumerate(("01.png", "05.png")):
+        clean = _gray(shared_data / "test" / "Set12" / name)
+        noisy = add_noise(clean, 25, rng=np.random.default_rng(i))
+        out = restore_plane(model, noisy, device="cpu")
+        gains.append(psnr(out, clean) - psnr(noisy, clean))
+    assert min(gains) > 3.0, gains
+
+
+def test_public_restore_uses_the_bundled_denoiser_on_uint8(shared_data):
+    clean = (_gray(shared_data / "test" / "Set12" / "01.png") * 255).round().astype(np.uint8)
+    noisy = np.clip(clean + np.random.default_rng(0).normal(0, 25, clean.shape), 0, 255).round().astype(np.uint8)
+    out = restore(noisy, "denoise", device="cpu")
+    assert out.dtype == np.uint8 and out.shape == noisy.shape
+    assert psnr(out, clean, data_range=255) > psnr(noisy, clean, data_range=255) + 2.0
+
+
+def test_bundled_sr_is_not_worse_than_bicubic_on_set5(shared_data):
+    model = load_model(None, task="sr")
+    diffs = []
+    for path in sorted((shared_data / "test" / "Set5").glob("*.png")):
+        hr = modcrop(_gray(path, size=96), 2)
+        bicubic = imresize(imresize(hr, 0.5), 2.0).astype(np.float32)
+        out = restore_plane(model, bicubic, device="cpu")
+        diffs.append(psnr(out, hr, shave=2) - psnr(bicubic, hr, shave=2))
+    assert np.mean(diffs) > -0.05, diffs
+
+
+def test_bundled_deblocker_is_not_worse_than_the_jpeg_on_classic5(shared_data):
+    model = load_model(None, task="deblock")
+    diffs = []
+    for path in sorted((shared_data / "test" / "Classic5").glob("*.png"))[:3]:
+        clean = _gray(path)
+        compressed = jpeg_compress(clean, 10)
+        out = restore_plane(model, compressed, device="cpu")
+        diffs.append(psnr(out, clean) - psnr(compressed, clean))
+    assert np.mean(diffs) > -0.05, diffs
