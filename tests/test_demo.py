@@ -27,9 +27,11 @@ def test_display_detection(monkeypatch):
     assert demo.display_available()
 
 
-def test_missing_bundled_denoiser_is_a_clear_error(tmp_path, capsys):
-    if demo.bundled_default_denoiser() is not None:
-        pytest.skip("the bundled denoiser is installed")
+def test_missing_bundled_denoiser_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    from napari_memnet import modelfile
+
+    monkeypatch.setattr(modelfile, "BUNDLED_DIR", tmp_path / "no-bundled-weights")  # a package without weights
+    assert demo.bundled_default_denoiser() is None
     assert demo.main(["--headless", "--output", str(tmp_path / "out")]) == 1
     err = capsys.readouterr().err
     assert "memnet-denoise" in err and "missing" in err and "--model" in err

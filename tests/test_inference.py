@@ -257,12 +257,12 @@ def test_model_by_name_and_path(net):
     np.testing.assert_array_equal(a, restore(img, "denoise", model=net, device="cpu"))
 
 
-def test_missing_default_model_is_a_clear_error():
-    from napari_memnet.modelfile import DEFAULT_MODELS, ModelFileError, list_models
+def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch):
+    from napari_memnet import modelfile
+    from napari_memnet.modelfile import ModelFileError
 
-    if any(m.name == DEFAULT_MODELS["deblock"] for m in list_models()):
-        pytest.skip("the bundled deblock model is installed")
-    with pytest.raises(ModelFileError, match="model"):
+    monkeypatch.setattr(modelfile, "BUNDLED_DIR", tmp_path / "no-bundled-weights")  # a package without weights
+    with pytest.raises(ModelFileError, match="no bundled model for task 'deblock'"):
         restore(u8((5, 5)), "deblock", device="cpu")
 
 
