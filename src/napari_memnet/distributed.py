@@ -296,6 +296,17 @@ def _check_cancel(cancel) -> None:
         raise Cancelled("cancelled")
 
 
+def _fill_window(pending: dict, items, window: int, cancel, submit) -> None:
+    """Submit (key, block) items until ``window`` futures are in flight, the
+    items run out or a cancel is requested; ``pending`` maps future -> key.
+    (``items`` is an iterator: once exhausted it keeps returning nothing.)"""
+    while len(pending) < window and not _cancelled(cancel):
+        nxt = next(items, None)
+        if nxt is None:
+            return
+        pending[submit(nxt[1])] = nxt[0]
+
+
 def _iter_threads(items, window, cancel):
     import concurrent.futures as cf
 
@@ -307,14 +318,8 @@ def _iter_threads(items, window, cancel):
     pool = cf.ThreadPoolExecutor(max_workers=window, thread_name_prefix="memnet-block")
     pending: dict = {}
     try:
-        exhausted = False
         while True:
-            while not exhausted and len(pending) < window and not _cancelled(cancel):
-                nxt = next(items, None)
-                if nxt is None:
-                    exhausted = True
-                    break
-                pending[pool.submit(compute, nxt[1])] = nxt[0]
+            _fill_window(pending, items, window, cancel, lambda block: pool.submit(compute, block))
             if not pending:
                 _check_cancel(cancel)
                 return
@@ -337,14 +342,8 @@ def _iter_distributed(client, items, window, cancel, retries):
 
     pending: dict = {}
     try:
-        exhausted = False
         while True:
-            while not exhausted and len(pending) < window and not _cancelled(cancel):
-                nxt = next(items, None)
-                if nxt is None:
-                    exhausted = True
-                    break
-                pending[client.compute(nxt[1], retries=retries)] = nxt[0]
+            _fill_window(pending, items, window, cancel, lambda block: client.compute(block, retries=retries))
             if not pending:
                 _check_cancel(cancel)
                 return
