@@ -12,6 +12,13 @@ residual sum or a later gate, so it stays, as a precomputed per-channel affine
 (scale, shift) applied right before its ReLU. The gate is evaluated part by
 part (never concatenated). ``fuse_memnet(model)`` returns an ``nn.Module`` with
 the same ``forward`` contract as the eval-mode model.
+
+On the CPU in float32 the forward keeps every C-channel feature map in a
+``Workspace`` of M + 4 buffers and accumulates each conv into its destination
+(``conv_accumulate.conv_add_``) instead of allocating ~400 temporaries per
+call; see that module for why this matters (page faults), and
+docs/performance.md for the measured effect. Other devices, and autocast,
+take the allocating path, whose memory the device's caching allocator reuses.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .conv_accumulate import Workspace, affine_relu_into, conv_add_
 from .memnet import MemNet
 
 
@@ -115,6 +123,12 @@ class FusedMemNet(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu" and x.dtype == torch.float32 and not _cpu_autocast_enabled():
+            return self.forward_in_workspace(x)
+        return self.forward_allocating(x)
+
+    def forward_allocating(self, x: torch.Tensor) -> torch.Tensor:
+        """The forward with a fresh tensor per op (CUDA, MPS, autocast)."""
         e = self.ext
         long_term = [F.conv2d(_act(x, e[0], e[1]), e[2], e[3], padding=1)]
         final = None
@@ -128,6 +142,55 @@ class FusedMemNet(nn.Module):
         if self.branch_weights is None:
             final = x + self._recon(long_term[-1], 0)
         return final
+
+
+    @torch.no_grad()
+    def forward_in_workspace(self, x: torch.Tensor) -> torch.Tensor:
+        """The same forward with every C-channel map in one of M + 4 reused
+        buffers: each conv adds into its destination in place."""
+        ws = Workspace()
+        c = self.config.channels
+        e = self.ext
+        act = ws.get("act", c, x)  # the activated input of the next conv
+        t = ws.get("t", c, x)  # the inner activation of a recursion
+        h = ws.get("h", c, x)  # the recursion state
+        first = ws.get("memory0", c, x).zero_()
+        conv_add_(first, affine_relu_into(ws.get("input", x.shape[1], x), x, e[0], e[1]), e[2], e[3], 1)
+        long_term = [first]
+        final = None
+        for m, bp in enumerate(self.blocks_params):
+            gp = bp.gate_parts
+            acc = ws.get(f"memory{m + 1}", c, x).zero_()  # the gate's output: this block's memory
+            for k, b in enumerate(long_term):
+                conv_add_(acc, affine_relu_into(act, b, gp[3 * k], gp[3 * k + 1]), gp[3 * k + 2], None, 0)
+            h.copy_(long_term[-1])
+            n_long = len(long_term)
+            for r in range(self.config.recursions):
+                affine_relu_into(act, h, bp.a_affine[2 * r], bp.a_affine[2 * r + 1])
+                conv_add_(t.zero_(), act, bp.conv_a[2 * r], bp.conv_a[2 * r + 1], 1, relu=True)
+                conv_add_(h, t, bp.conv_b[0], bp.conv_b[1], 1)
+                k = n_long + r
+                conv_add_(acc, affine_relu_into(act, h, gp[3 * k], gp[3 * k + 1]), gp[3 * k + 2], None, 0)
+            acc.add_(bp.gate_bias)
+            long_term.append(acc)
+            if self.branch_weights is not None:
+                a = self.rec_affine
+                rec = F.conv2d(affine_relu_into(act, acc, a[2 * m], a[2 * m + 1]),
+                               self.rec_conv[0], self.rec_conv[1], padding=1)
+                y = rec.add_(x).mul_(self.branch_weights[m])
+                final = y if final is None else final.add_(y)
+        if self.branch_weights is None:
+            a = self.rec_affine
+            final = F.conv2d(affine_relu_into(act, long_term[-1], a[0], a[1]),
+                             self.rec_conv[0], self.rec_conv[1], padding=1).add_(x)
+        return final
+
+
+def _cpu_autocast_enabled() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
 
 
 def fuse_memnet(model: MemNet) -> FusedMemNet:
