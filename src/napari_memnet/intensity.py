@@ -115,8 +115,14 @@ def choose_intensity(data, percentiles: tuple[float, float] = DEFAULT_PERCENTILE
             return Intensity("unit", 0.0, 1.0)
         if lo >= 0.0 and hi <= 255.0 and bool(np.all(np.mod(_sample(data), 1.0) == 0)):
             return Intensity("8bit", 0.0, 255.0)
-    sample = _sample(data)
-    p_lo, p_hi = (float(v) for v in np.percentile(sample, [low_p, high_p]))
+    p_lo, p_hi = percentile_range(data, percentiles)
     if not p_hi > p_lo:  # (nearly) constant data: shift only
         p_hi = p_lo + 1.0
     return Intensity("percentile", p_lo, p_hi)
+
+
+def percentile_range(data, percentiles: tuple[float, float] = DEFAULT_PERCENTILES) -> tuple[float, float]:
+    """The raw ``(p_low, p_high)`` percentiles ``choose_intensity`` uses (equal for
+    (nearly) constant data, where it then only shifts); same sampling of big arrays."""
+    p_lo, p_hi = (float(v) for v in np.percentile(_sample(np.asarray(data)), list(percentiles)))
+    return p_lo, p_hi

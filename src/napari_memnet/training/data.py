@@ -9,8 +9,15 @@ Two sources:
   degraded image may be the low-resolution one (an integer scale smaller); it
   is bicubic-upsampled (MATLAB ``imresize``) to the clean size as model input.
 
-Intensities become float32 on 0..1: integer images are divided by their dtype's
-maximum (255 for uint8, 65535 for uint16); float images are taken as they are.
+Intensities become float32 on 0..1. Image FILES are mapped the way ``restore``
+maps its input (``napari_memnet.intensity.choose_intensity``: 8-bit data / 255,
+0..1 floats as they are, anything else, e.g. uint16, by its 0.1/99.9th
+percentiles), so a model meets at restore time the intensities it trained on
+(``image_intensity``, ``pair_intensity``). For a pair the map is chosen from the
+DEGRADED image (what restore will see) and a percentile map is applied to both
+images. ARRAYS are taken on the engine's scale: floats as they are, integers
+divided by their dtype's maximum (``to_unit``); the napari widget maps its layers
+to restore's scale itself before handing them over.
 Colour images become one plane: MATLAB ``rgb2gray`` for denoising, the Y of
 YCbCr (BT.601, ``degrade.rgb_to_y``) for super-resolution and deblocking.
 
@@ -27,6 +34,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
+from ..intensity import Intensity, choose_intensity, percentile_range
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # MATLAB rgb2gray: the luminance row of the inverse NTSC (YIQ) transform
@@ -119,9 +128,86 @@ def to_unit(img: np.ndarray) -> np.ndarray:
     raise ValueError(f"unsupported pixel type {img.dtype} (expected integer or float pixels)")
 
 
-def to_plane(img: np.ndarray, task: str) -> np.ndarray:
-    """One 2-D float32 plane on 0..1 from a gray or colour (H, W, 3|4) image."""
-    img = to_unit(img)
+# ------------------------------------------------------------------------- intensities
+_AS_IS = Intensity("unit", 0.0, 1.0)
+
+
+def _check_pixel_type(img: np.ndarray) -> None:
+    if img.dtype != bool and img.dtype.kind not in "iuf":
+        raise ValueError(f"unsupported pixel type {img.dtype} (expected integer or float pixels)")
+
+
+def _restore_map(img: np.ndarray) -> Intensity:
+    """``choose_intensity`` of what restore maps: all of a gray image, the R, G, B
+    channels of a colour one. Booleans and images with NaN/inf are taken as they
+    are (the NaN/inf are then reported by ``_check_plane``)."""
+    _check_pixel_type(img)
+    if img.dtype == bool or (img.dtype.kind == "f" and not np.isfinite(img).all()):
+        return _AS_IS
+    if img.ndim == 3 and img.shape[-1] in (3, 4):
+        img = img[..., :3]
+    return choose_intensity(img)
+
+
+def image_intensity(img: np.ndarray) -> Intensity:
+    """The map ``restore`` would apply to ``img``; ValueError where its percentiles
+    collapse (a (nearly) constant image that is neither 8-bit nor 0..1: restore
+    would only shift it, so it cannot be put on 0..1 for training)."""
+    img = np.asarray(img)
+    imap = _restore_map(img)
+    if imap.mode == "percentile" and imap.span == 1.0:
+        p_lo, p_hi = percentile_range(img[..., :3] if img.ndim == 3 and img.shape[-1] in (3, 4) else img)
+        if not p_hi > p_lo:
+            raise ValueError(f"its 0.1st and 99.9th percentiles are both {p_lo:g} (a (nearly) constant image): "
+                             "an image that is neither 8-bit nor 0..1 is mapped to 0..1 by those percentiles, "
+                             "as restore does, so it needs a range of intensities")
+    return imap
+
+
+def pair_intensity(degraded: np.ndarray, clean: np.ndarray) -> tuple[Intensity, Intensity]:
+    """(map of the degraded image, map of the clean image) of one pair.
+
+    The degraded image's map is what restore will apply (``image_intensity``).
+    A percentile map is in the pair's own units, so the clean image gets the SAME
+    map and the target keeps its relation to the input. An 8-bit or 0..1 map is a
+    fixed scale: the clean image then maps by its own fixed scale (an 8-bit
+    degraded PNG with a 0..1 float clean TIFF), or, where it has none (values a
+    little over 255 or over 1), by the degraded image's map if both have the same
+    pixel type; a clean image of another type and range is refused."""
+    degraded, clean = np.asarray(degraded), np.asarray(clean)
+    try:
+        dmap = image_intensity(degraded)
+    except ValueError as exc:
+        raise ValueError(f"degraded image: {exc}") from None
+    if dmap.mode == "percentile":
+        _check_pixel_type(clean)
+        return dmap, dmap
+    own = _restore_map(clean)
+    if own.mode != "percentile":
+        return dmap, own
+    if clean.dtype == degraded.dtype:
+        return dmap, dmap
+    scale = "8-bit (0..255)" if dmap.mode == "8bit" else "0..1"
+    raise ValueError(f"the degraded image is {degraded.dtype} on the {scale} scale but the clean one is "
+                     f"{clean.dtype} with values {clean.min():g}..{clean.max():g}: save both on one scale "
+                     "(restore maps the degraded image by its scale, the clean one must match it)")
+
+
+def apply_intensity(img: np.ndarray, imap: Intensity) -> np.ndarray:
+    """``img`` on 0..1 by ``imap``, a new float32 array (8-bit: exactly ``x / 255``,
+    as ``to_unit`` gives for uint8)."""
+    img = np.asarray(img)
+    if imap.mode == "8bit":
+        return img.astype(np.float32) / np.float32(255)
+    return imap.forward(img)
+
+
+def to_plane(img: np.ndarray, task: str, imap: Intensity | None = None) -> np.ndarray:
+    """One 2-D float32 plane on 0..1 from a gray or colour (H, W, 3|4) image.
+
+    ``imap``: the intensity map (image files: ``image_intensity``/``pair_intensity``);
+    None takes the pixels on the engine's scale (``to_unit``, for arrays)."""
+    img = to_unit(img) if imap is None else apply_intensity(img, imap)
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
     if img.ndim == 3 and img.shape[-1] in (3, 4):
@@ -170,10 +256,11 @@ def _load_planes(source, task: str, what: str, problems: list[str]) -> list[tupl
             except Exception as exc:  # unreadable / not an image
                 problems.append(f"{what} {name}: cannot read ({type(exc).__name__}: {exc})")
                 continue
+            map_of = image_intensity  # restore's map of this image
         else:
-            name, raw = f"{what}[{i}]", entry
+            name, raw, map_of = f"{what}[{i}]", entry, None
         try:
-            out.append((name, to_plane(raw, task)))
+            out.append((name, to_plane(raw, task, map_of(raw) if map_of else None)))
         except ValueError as exc:
             problems.append(f"{what} {name}: {exc}")
     return out
@@ -211,9 +298,15 @@ def _pair_entries(pairs, task, problems) -> list[tuple[str, np.ndarray, np.ndarr
         entries = []
         for stem, pin, ptg in match_pair_folders(pairs[0], pairs[1], problems):
             try:
-                entries.append((stem, to_plane(read_image(pin), task), to_plane(read_image(ptg), task)))
+                raw_in, raw_tg = read_image(pin), read_image(ptg)
             except Exception as exc:
                 problems.append(f"{stem}: cannot read the pair ({type(exc).__name__}: {exc})")
+                continue
+            try:
+                map_in, map_tg = pair_intensity(raw_in, raw_tg)
+                entries.append((stem, to_plane(raw_in, task, map_in), to_plane(raw_tg, task, map_tg)))
+            except ValueError as exc:
+                problems.append(f"{stem} ({pin.name}, {ptg.name}): {exc}")
         return entries
     entries = []
     for i, pair in enumerate(pairs):
