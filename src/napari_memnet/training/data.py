@@ -137,16 +137,18 @@ def _check_pixel_type(img: np.ndarray) -> None:
         raise ValueError(f"unsupported pixel type {img.dtype} (expected integer or float pixels)")
 
 
+def _mapped_channels(img: np.ndarray) -> np.ndarray:
+    """What restore maps: all of a gray image, the R, G, B channels of a colour one."""
+    return img[..., :3] if img.ndim == 3 and img.shape[-1] in (3, 4) else img
+
+
 def _restore_map(img: np.ndarray) -> Intensity:
-    """``choose_intensity`` of what restore maps: all of a gray image, the R, G, B
-    channels of a colour one. Booleans and images with NaN/inf are taken as they
-    are (the NaN/inf are then reported by ``_check_plane``)."""
+    """``choose_intensity`` of ``img`` as restore chooses it. Booleans and images
+    with NaN/inf are taken as they are (``_check_plane`` then reports the NaN/inf)."""
     _check_pixel_type(img)
     if img.dtype == bool or (img.dtype.kind == "f" and not np.isfinite(img).all()):
         return _AS_IS
-    if img.ndim == 3 and img.shape[-1] in (3, 4):
-        img = img[..., :3]
-    return choose_intensity(img)
+    return choose_intensity(_mapped_channels(img))
 
 
 def image_intensity(img: np.ndarray) -> Intensity:
@@ -156,7 +158,7 @@ def image_intensity(img: np.ndarray) -> Intensity:
     img = np.asarray(img)
     imap = _restore_map(img)
     if imap.mode == "percentile" and imap.span == 1.0:
-        p_lo, p_hi = percentile_range(img[..., :3] if img.ndim == 3 and img.shape[-1] in (3, 4) else img)
+        p_lo, p_hi = percentile_range(_mapped_channels(img))
         if not p_hi > p_lo:
             raise ValueError(f"its 0.1st and 99.9th percentiles are both {p_lo:g} (a (nearly) constant image): "
                              "an image that is neither 8-bit nor 0..1 is mapped to 0..1 by those percentiles, "
@@ -167,22 +169,28 @@ def image_intensity(img: np.ndarray) -> Intensity:
 def pair_intensity(degraded: np.ndarray, clean: np.ndarray) -> tuple[Intensity, Intensity]:
     """(map of the degraded image, map of the clean image) of one pair.
 
-    The degraded image's map is what restore will apply (``image_intensity``).
-    A percentile map is in the pair's own units, so the clean image gets the SAME
-    map and the target keeps its relation to the input. An 8-bit or 0..1 map is a
-    fixed scale: the clean image then maps by its own fixed scale (an 8-bit
-    degraded PNG with a 0..1 float clean TIFF), or, where it has none (values a
-    little over 255 or over 1), by the degraded image's map if both have the same
-    pixel type; a clean image of another type and range is refused."""
+    The degraded image's map is the one restore will apply (``image_intensity``).
+
+    * A percentile map is in the degraded image's own units and the clean image
+      gets the same map, so the target keeps its relation to the input. A clean
+      image of the same pixel type (or with no fixed scale of its own) is taken to
+      be in those units. One of another type with a fixed scale (a uint8 PNG beside
+      a float TIFF) is read on the scale whose mean is nearest the degraded
+      image's: as it is, on 0..1 or on 0..255 (``_in_units_of``).
+    * An 8-bit or 0..1 map is a fixed scale: the clean image maps by its own fixed
+      scale (a 0..1 float clean TIFF beside an 8-bit PNG), or, with none (values a
+      little over 255 or 1), by the degraded image's map if both have the same pixel
+      type; a clean image of another type and range is refused."""
     degraded, clean = np.asarray(degraded), np.asarray(clean)
     try:
         dmap = image_intensity(degraded)
     except ValueError as exc:
         raise ValueError(f"degraded image: {exc}") from None
-    if dmap.mode == "percentile":
-        _check_pixel_type(clean)
-        return dmap, dmap
     own = _restore_map(clean)
+    if dmap.mode == "percentile":
+        if clean.dtype == degraded.dtype or own.mode == "percentile":
+            return dmap, dmap
+        return dmap, _in_units_of(degraded, clean, own, dmap)
     if own.mode != "percentile":
         return dmap, own
     if clean.dtype == degraded.dtype:
@@ -191,6 +199,23 @@ def pair_intensity(degraded: np.ndarray, clean: np.ndarray) -> tuple[Intensity, 
     raise ValueError(f"the degraded image is {degraded.dtype} on the {scale} scale but the clean one is "
                      f"{clean.dtype} with values {clean.min():g}..{clean.max():g}: save both on one scale "
                      "(restore maps the degraded image by its scale, the clean one must match it)")
+
+
+def _in_units_of(degraded: np.ndarray, clean: np.ndarray, own: Intensity, dmap: Intensity) -> Intensity:
+    """The percentile map ``dmap`` for a ``clean`` image of another pixel type with a
+    fixed scale ``own`` (8-bit or 0..1): the clean image is read as it is, on 0..1
+    or on 0..255, whichever gives the mean nearest the degraded image's mean (a
+    registered pair has about the same mean: noise, bicubic blur and JPEG keep it),
+    then mapped by ``dmap``. Returned as ONE affine map of the clean pixels."""
+    target = float(np.mean(_mapped_channels(degraded), dtype=np.float64))
+    mean = float(np.mean(_mapped_channels(clean), dtype=np.float64))
+    if not (np.isfinite(target) and np.isfinite(mean)):
+        return dmap
+    # (a, s): clean pixel x -> (x - a) / s in the degraded image's units
+    candidates = [(0.0, 1.0), (own.low, own.span), (own.low, own.span / 255.0)]
+    a, s = min(candidates, key=lambda c: abs((mean - c[0]) / c[1] - target))
+    low = a + s * dmap.low
+    return Intensity("percentile", low, low + s * dmap.span)
 
 
 def apply_intensity(img: np.ndarray, imap: Intensity) -> np.ndarray:
