@@ -96,10 +96,17 @@ def test_cli_train_on_pair_folders_with_json_events(pair_folders, tmp_path, caps
     assert card["metrics"] and card["training"]["steps"] == 4
     # a second run into the same folder needs --resume; with it, more steps continue the run
     assert main(argv) == 2
-    assert "--resume" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "--resume" in err and "--overwrite" in err and str(out / "cli-denoiser.safetensors") in err
     assert main([*argv[:argv.index("--steps") + 1], "6", *argv[argv.index("--steps") + 2:], "--resume"]) == 0
     resumed = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert resumed[0]["resumed"] and [e["step"] for e in resumed if e["event"] == "step"] == [5, 6]
+    # --overwrite starts over in the same folder, replacing the run and its model once the new model is saved
+    assert main([*argv, "--overwrite"]) == 0
+    fresh = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert not fresh[0]["resumed"] and [e["step"] for e in fresh if e["event"] == "step"] == [1, 2, 3, 4]
+    assert [e["step"] for e in map(json.loads, (out / "events.jsonl").read_text().splitlines())
+            if e["event"] == "step"] == [1, 2, 3, 4]
 
 
 def test_cli_refuses_bad_data_with_one_line(tmp_path, capsys):
@@ -155,13 +162,132 @@ def test_cli_train_from_a_toml_config_with_flag_overrides(shared_data, tmp_path,
     assert {m["level"] for m in card["metrics"]} == {"10", "20", "30"}
 
 
-def test_fine_tune_again_under_the_same_name_starts_a_new_run(pair_folders):
-    kwargs = dict(pairs=pair_folders, task="denoise", architecture={"blocks": 1, "recursions": 1, "channels": 8},
-                  batch_size=2, patch_size=24, name="again", validation=1, threads=1)
+SMALL = {"blocks": 1, "recursions": 1, "channels": 8}
+
+
+def _small_run(pair_folders, **kwargs):
+    """Tiny MemNet M1R1 C8 runs on the real pairs (the test's own user model folder)."""
+    return dict(pairs=pair_folders, task="denoise", architecture=SMALL, batch_size=2, patch_size=24,
+                validation=1, threads=1, **kwargs)
+
+
+def _run_files(name):
+    """The checkpoint, log and model files of fine_tune's default run folder for ``name``."""
+    from napari_memnet.modelfile import user_models_dir
+
+    run = user_models_dir() / "runs" / name
+    return {"checkpoint": run / "checkpoint.safetensors", "events": run / "events.jsonl",
+            "weights": user_models_dir() / f"{name}.safetensors", "card": user_models_dir() / f"{name}.json"}
+
+
+def _contents(files):
+    return {key: path.read_bytes() for key, path in files.items()}
+
+
+def test_fine_tune_again_under_the_same_name_is_refused_then_resumes_or_overwrites(pair_folders):
+    kwargs = _small_run(pair_folders, name="again", log_every=1)
     napari_memnet.fine_tune(steps=3, **kwargs)
+    files = _run_files("again")
+    first = _contents(files)
     seen = []
-    model = napari_memnet.fine_tune(steps=2, callback=seen.append, **kwargs)
-    assert not seen[0].resumed and model.card["training"]["steps"] == 2
-    resumed = napari_memnet.fine_tune(steps=4, resume=True, callback=seen.append, **kwargs)
-    assert resumed.card["training"]["steps"] == 4
-    assert [e.step for e in seen if isinstance(e, ev.Step)] == [1, 2, 3, 4]
+    with pytest.raises(ValueError) as err:  # refused before any step: nothing of the first run is touched
+        napari_memnet.fine_tune(steps=2, callback=seen.append, **kwargs)
+    message = str(err.value)
+    assert str(files["checkpoint"]) in message and str(files["weights"]) in message
+    assert "resume=True" in message and "overwrite=True" in message and "another name" in message
+    assert seen == [] and _contents(files) == first
+    # resume continues the run from its checkpoint
+    resumed = napari_memnet.fine_tune(steps=5, resume=True, callback=seen.append, **kwargs)
+    assert seen[0].resumed and [e.step for e in seen if isinstance(e, ev.Step)] == [4, 5]
+    assert resumed.card["training"]["steps"] == 5
+    # overwrite starts a new run that replaces the old run and model
+    seen.clear()
+    new = napari_memnet.fine_tune(steps=2, overwrite=True, callback=seen.append, **kwargs)
+    assert not seen[0].resumed and [e.step for e in seen if isinstance(e, ev.Step)] == [1, 2]
+    assert new.card["training"]["steps"] == 2
+    from napari_memnet.training.checkpoint import read_checkpoint
+
+    assert read_checkpoint(files["checkpoint"])[1]["step"] == 2
+    logged = [json.loads(line) for line in files["events"].read_text().splitlines()]
+    assert [e["step"] for e in logged if e["event"] == "step"] == [1, 2]  # the new run's log only
+    assert not (files["checkpoint"].parent / "new-run").exists()
+
+
+def test_an_existing_model_without_its_run_is_refused_too(pair_folders, tmp_path):
+    from napari_memnet._widgets.train_run import refuse_replacing
+
+    napari_memnet.fine_tune(steps=1, out_dir=tmp_path / "elsewhere", **_small_run(pair_folders, name="kept"))
+    weights = _run_files("kept")["weights"]
+    before = weights.read_bytes()
+    fresh = tmp_path / "fresh-run"
+    for resume in (False, True):  # nothing to resume in a fresh out_dir: resume must not replace the model
+        with pytest.raises(ValueError) as err:
+            napari_memnet.fine_tune(steps=1, out_dir=fresh, resume=resume, **_small_run(pair_folders, name="kept"))
+        assert str(weights) in str(err.value) and "overwrite=True" in str(err.value)
+        assert f"no checkpoint in {fresh}" in str(err.value)
+    assert weights.read_bytes() == before and not fresh.exists()
+    # the Train widget applies the same rule to its run folder (it offers no overwrite)
+    with pytest.raises(ValueError, match="choose another 'save as' name"):
+        refuse_replacing({"name": "kept", "out_dir": str(fresh)}, resume=False)
+    refuse_replacing({"name": "not-yet", "out_dir": str(fresh)}, resume=False)
+
+
+def test_overwrite_replaces_the_old_run_only_once_the_new_model_is_saved(pair_folders):
+    kwargs = _small_run(pair_folders, name="precious", checkpoint_every=1, validate_every=100)
+    napari_memnet.fine_tune(steps=3, **kwargs)
+    files = _run_files("precious")
+    old = _contents(files)
+    staged = files["checkpoint"].parent / "new-run" / "checkpoint.safetensors"
+
+    # 1. the caller crashes at step 4 of an overwriting run that checkpoints every step
+    class Crash(Exception):
+        pass
+
+    intact = []
+
+    def crash_at_4(event):
+        intact.append(_contents(files) == old)
+        if isinstance(event, ev.Step) and event.step == 4:
+            raise Crash
+
+    with pytest.raises(Crash):
+        napari_memnet.fine_tune(steps=8, overwrite=True, callback=crash_at_4, **kwargs)
+    assert intact and all(intact)
+    assert _contents(files) == old  # the old checkpoint, log and model are as they were
+    from napari_memnet.training.checkpoint import read_checkpoint
+
+    assert read_checkpoint(staged)[1]["step"] == 3  # the new run's own checkpoints went beside them
+    assert napari_memnet.load_model("precious").card["training"]["steps"] == 3
+
+    # 2. a stopped overwriting run: the old files stay until its model is saved, then it replaces them
+    import threading
+
+    stop = threading.Event()
+    states = []
+
+    def stop_at_2(event):
+        states.append((type(event).__name__, _contents(files) == old))
+        if isinstance(event, ev.Step) and event.step == 2:
+            stop.set()
+
+    new = napari_memnet.fine_tune(steps=8, overwrite=True, stop=stop, callback=stop_at_2, **kwargs)
+    assert states[-1] == ("Finished", False) and all(same for _, same in states[:-1])
+    assert new.card["training"]["steps"] == 2 and napari_memnet.load_model("precious").card["training"]["steps"] == 2
+    assert read_checkpoint(files["checkpoint"])[1]["step"] == 2 and not staged.parent.exists()
+
+
+def test_bundled_model_names_are_never_given_to_user_models(pair_folders, tmp_path, capsys):
+    from napari_memnet.modelfile import DEFAULT_MODELS
+
+    name = DEFAULT_MODELS["denoise"]
+    for overwrite in (False, True):
+        with pytest.raises(ValueError, match="bundled model"):
+            napari_memnet.fine_tune(steps=1, overwrite=overwrite, **_small_run(pair_folders, name=name))
+    assert not _run_files(name)["weights"].exists()
+    argv = ["train", "--task", "denoise", "--pairs", str(pair_folders[0]), str(pair_folders[1]), *"--blocks 1 "
+            "--recursions 1 --channels 8 --steps 1 --batch 2 --patch 24 --val-count 1 --threads 1".split(),
+            "--out-dir", str(tmp_path / "run"), "--name", name]
+    assert main([*argv, "--install", "--overwrite"]) == 2
+    assert "bundled model" in capsys.readouterr().err
+    assert main([*argv, "--json"]) == 0  # a plain output folder may hold a model of that name (how they are made)
+    assert (tmp_path / "run" / f"{name}.safetensors").exists()

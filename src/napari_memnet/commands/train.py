@@ -5,7 +5,9 @@
 
 Checkpoints (``checkpoint.safetensors``) and ``events.jsonl`` go to ``--out-dir``;
 the final model is saved there too (``--install`` puts it in the user model
-folder instead, where ``restore(model=NAME)`` finds it).
+folder instead, where ``restore(model=NAME)`` finds it). A run whose checkpoint
+or model already exists is refused unless ``--resume`` continues it or
+``--overwrite`` replaces it (the old files stay until the new model is saved).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def register(sub) -> None:
     a("--val-crop", type=int, help="centre crop of each validation image (0: whole)")
     a("--val-levels", type=_floats)
     a("--resume", action="store_true", help="continue the run whose checkpoint is in --out-dir")
+    a("--overwrite", action="store_true",
+      help="replace the run and model already in --out-dir (or installed); they stay until the new model is saved")
     a("--json", action="store_true", help="print every event as a JSON line instead of progress lines")
     p.set_defaults(func=run)
 
@@ -147,7 +151,7 @@ def run(args) -> int:
 
     try:
         cfg = build_config(args)
-        trainer = Trainer(cfg, resume=args.resume)
+        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     failed = False

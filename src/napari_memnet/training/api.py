@@ -15,7 +15,7 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
               steps: int = 1000, patch_size: int = 31, batch_size: int = 16, lr: float | None = None,
               multi_supervised: bool = True, name: str, levels=None, device: str = "auto", validation=None,
               callback: Callable[[TrainingEvent], None] | None = None, stop=None, out_dir=None,
-              model_dir=None, resume: bool = False, **config):
+              model_dir=None, resume: bool = False, overwrite: bool = False, **config):
     """Train a model on ``clean`` images (degraded on the fly) or real ``pairs``; save it as ``name``.
 
     ``clean``: a folder, or a list of image paths or arrays. ``pairs``: ``(degraded_folder, clean_folder)``
@@ -28,8 +28,17 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
     pairs. ``callback(event)`` gets every event; ``stop`` is a ``threading.Event`` that ends the run cleanly.
     Other keyword arguments are ``TrainConfig`` fields (optimizer, seed, precision, checkpoint_every...).
 
-    Checkpoints and ``events.jsonl`` go to ``out_dir`` (default: ``<user models>/runs/NAME``, where a new
-    run without ``resume=True`` replaces the previous run's checkpoint).
+    Checkpoints and ``events.jsonl`` go to ``out_dir`` (default: ``<user models>/runs/NAME``); the
+    model goes to ``model_dir`` (default: the user model folder).
+
+    Nothing is replaced by accident: when ``out_dir`` already holds a run's checkpoint, or
+    ``model_dir`` a model called ``name``, a ValueError naming those files is raised before any
+    step, unless ``resume=True`` (continue that run from its checkpoint, up to ``steps``) or
+    ``overwrite=True`` (train a new run that replaces them). An overwriting run writes its
+    checkpoint and log to ``out_dir/new-run/`` and replaces the old checkpoint, log and model only
+    once its own model is saved (atomically), so a failure, a kill or a crash mid-run leaves the
+    old ones as they were; a ``stop`` request saves the new model, which then replaces the old.
+    The bundled models' names are refused for user models (they would shadow the bundled ones).
 
     Returns the saved ``RestorationModel``; it is at once usable as ``restore(..., model=name)`` and
     listed by ``list_models()`` (unless ``model_dir`` puts it elsewhere). Bad data raises ValueError
@@ -53,8 +62,7 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
         config["val_fraction"], val_source = validation, None
     elif isinstance(validation, int) and not isinstance(validation, bool):
         config["val_count"], val_source = validation, None
-    default_dir = out_dir is None
-    if out_dir is None:  # the model's own run folder: a new run (not resume) replaces the old checkpoint
+    if out_dir is None:  # the model's own run folder
         out_dir = user_models_dir() / "runs" / name
     if base_model is not None and not isinstance(base_model, (str, os.PathLike)):
         raise ValueError("base_model must be a model name or a path")
@@ -63,8 +71,8 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
                       steps=steps, patch_size=patch_size, batch_size=batch_size, lr=lr,
                       multi_supervised=multi_supervised, device=device, out_dir=str(Path(out_dir)),
                       model_dir=str(model_dir) if model_dir is not None else None, **config)
-    trainer = Trainer(cfg, clean=clean, pairs=pairs, validation=val_source, resume=resume, stop=stop,
-                      overwrite=default_dir)
+    trainer = Trainer(cfg, clean=clean, pairs=pairs, validation=val_source, resume=bool(resume), stop=stop,
+                      overwrite=bool(overwrite))
     finished = None
     for event in trainer.run():
         if callback is not None:

@@ -9,11 +9,21 @@ Nothing here touches Qt; the napari widget, the CLI and scripts consume the
 same stream. A stop request ends cleanly: a checkpoint and a usable model are
 saved. A failure during training yields ``Failed`` (and is kept in
 ``trainer.error``); the generator then ends.
+
+Existing work is never replaced by accident (``check_outputs``, the one rule
+for ``fine_tune``, ``memnet train`` and the Train widget): a run whose
+checkpoint or model file already exists is refused unless it resumes that run
+or ``overwrite`` is given, and a bundled model's name is never given to a user
+model. An overwriting run trains in ``OUT_DIR/new-run/`` and moves its
+checkpoint and ``events.jsonl`` over the old ones only after its model is
+saved (atomically), so a crash or a kill mid-run leaves the old run and model
+as they were.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import random
 import threading
 import time
@@ -31,6 +41,7 @@ from .events import CheckpointSaved, Failed, Finished, Started, Step, TrainingEv
 from .sampler import PatchSampler, crop_size
 
 EVENTS_NAME = "events.jsonl"
+NEW_RUN_DIR = "new-run"  # an overwriting run's checkpoint and log live here until its model is saved
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -51,6 +62,59 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def model_folder(model_dir) -> Path:
+    """Where the final model goes: ``model_dir``, or the user model folder when it is ``None``."""
+    from ..modelfile import user_models_dir
+
+    return Path(model_dir) if model_dir else user_models_dir()
+
+
+def bundled_name_problem(name: str, model_dir=None) -> str | None:
+    """Why ``name`` cannot be saved in ``model_dir`` (a bundled model's name there), else ``None``.
+
+    A user model shadows the bundled model of the same name (``modelfile.find_model``), and a task's
+    default is looked up by that name, so the user model folder (and the bundled folder itself) never
+    takes a bundled model's name. Other folders (``memnet train --out-dir``) may."""
+    from ..modelfile import BUNDLED_DIR, DEFAULT_MODELS, user_models_dir
+
+    bundled = set(DEFAULT_MODELS.values()) | {p.stem for p in BUNDLED_DIR.glob("*.safetensors")}
+    folder = model_folder(model_dir).resolve()
+    if name in bundled and folder in (user_models_dir().resolve(), BUNDLED_DIR.resolve()):
+        return f"{name!r} is the name of a bundled model; a user model of that name would replace it"
+    return None
+
+
+def existing_outputs(name: str, out_dir=None, model_dir=None) -> tuple[Path | None, list[Path]]:
+    """(the checkpoint in ``out_dir`` if there is one, the existing files of model ``name`` in its folder)."""
+    ckpt = Path(out_dir) / CHECKPOINT_NAME if out_dir else None
+    folder = model_folder(model_dir)
+    model_files = [p for p in (folder / f"{name}.safetensors", folder / f"{name}.json") if p.exists()]
+    return (ckpt if ckpt is not None and ckpt.exists() else None), model_files
+
+
+def check_outputs(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> None:
+    """ValueError unless a run of ``config`` may write its checkpoint and model.
+
+    Refused: a bundled model's name in the user model folder (always); an existing checkpoint in
+    ``out_dir`` unless ``resume`` (continue it) or ``overwrite``; an existing model of that name in
+    its folder unless ``overwrite``, or ``resume`` with the run's checkpoint to continue."""
+    bundled = bundled_name_problem(config.name, config.model_dir)
+    if bundled:
+        raise ValueError(f"{bundled}: choose another name")
+    ckpt, model_files = existing_outputs(config.name, config.out_dir, config.model_dir)
+    if overwrite or (resume and ckpt is not None) or (ckpt is None and not model_files):
+        return
+    files = ", ".join(str(p) for p in ([ckpt] if ckpt else []) + model_files)
+    if ckpt is not None:
+        raise ValueError(f"a run named {config.name!r} already exists ({files}): pass resume=True (--resume) to "
+                         "continue it, overwrite=True (--overwrite) to replace it once the new model is saved, "
+                         "or choose another name")
+    nothing = (f"there is no checkpoint in {config.out_dir} for resume=True to continue" if config.out_dir
+               else "resume=True needs the run's out_dir and checkpoint")
+    raise ValueError(f"a model named {config.name!r} already exists ({files}): pass overwrite=True (--overwrite) "
+                     f"to replace it once the new model is saved, or choose another name ({nothing})")
+
+
 def level_card(task: str, levels) -> dict:
     key = {"denoise": "sigma_range", "sr": "scales", "deblock": "jpeg_quality_range"}[task]
     return {key: list(levels)}
@@ -61,14 +125,17 @@ class Trainer:
 
     ``clean``/``pairs``/``validation`` as in ``data.prepare_data`` (or ``data=`` an already prepared
     ``TrainingData``). With ``config.out_dir`` set, an existing checkpoint there is continued when
-    ``resume`` is true, replaced when ``overwrite`` is true, and refused (ValueError) otherwise;
-    ``resume`` without a checkpoint starts a new run. ``stop``: a ``threading.Event`` that ends the
-    run after the current step (``request_stop()`` sets it)."""
+    ``resume`` is true, replaced (once the new model is saved) when ``overwrite`` is true, and refused
+    (ValueError, before the data is read) otherwise; ``resume`` without a checkpoint starts a new run.
+    An existing model of the same name in the model folder is refused likewise (``check_outputs``).
+    ``stop``: a ``threading.Event`` that ends the run after the current step (``request_stop()``
+    sets it)."""
 
     def __init__(self, config: TrainConfig, *, clean=None, pairs=None, validation=None,
                  data: TrainingData | None = None, resume: bool = False, stop: threading.Event | None = None,
                  overwrite: bool = False):
         self.config = cfg = config
+        check_outputs(cfg, resume=resume, overwrite=overwrite)
         self.stop_event = stop if stop is not None else threading.Event()
         self.error: BaseException | None = None
         if cfg.threads:
@@ -94,14 +161,16 @@ class Trainer:
         self.resumed = False
         self.overwrite = overwrite
         ckpt = self.checkpoint_path
-        if ckpt is not None and ckpt.exists() and (resume or not overwrite):
-            if not resume and not overwrite:
-                raise ValueError(f"{ckpt} already exists: pass resume=True (--resume) to continue that run, or use another out_dir")
+        if resume and ckpt is not None and ckpt.exists():
             meta = load_checkpoint(ckpt, model=self.net, optimizer=self.optimizer, sampler=self.sampler)
             self.step = int(meta["step"])
             self.history.update(meta.get("extra", {}).get("history", {}))
             self.base_model_name = meta.get("extra", {}).get("base_model", self.base_model_name)
             self.resumed = True
+        # a new run over an existing one writes beside it until its model is saved (see _replace_old_run)
+        old = self.out_dir is not None and any((self.out_dir / n).exists() for n in (CHECKPOINT_NAME, EVENTS_NAME))
+        self.staging = self.out_dir / NEW_RUN_DIR if old and overwrite and not self.resumed else None
+        self.work_dir = self.staging or self.out_dir
 
     # ------------------------------------------------------------------ setup
     def _build_network(self):
@@ -128,6 +197,7 @@ class Trainer:
 
     @property
     def checkpoint_path(self) -> Path | None:
+        """The run's checkpoint in ``out_dir`` (an overwriting run writes ``NEW_RUN_DIR`` first)."""
         return Path(self.config.out_dir) / CHECKPOINT_NAME if self.config.out_dir else None
 
     @property
@@ -219,7 +289,7 @@ class Trainer:
     # ------------------------------------------------------------------ saving
     def save_checkpoint(self) -> CheckpointSaved:
         t0 = time.perf_counter()
-        path = save_checkpoint(self.checkpoint_path, model=self.net, optimizer=self.optimizer, step=self.step,
+        path = save_checkpoint(self.work_dir / CHECKPOINT_NAME, model=self.net, optimizer=self.optimizer, step=self.step,
                                config=self.config.to_dict(), sampler=self.sampler,
                                extra={"history": self.history, "base_model": self.base_model_name})
         return CheckpointSaved(self.step, str(path), time.perf_counter() - t0)
@@ -246,14 +316,28 @@ class Trainer:
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[TrainingEvent]:
         """Train to ``config.steps`` (or a stop request), yielding events; log them to events.jsonl."""
-        log = EventLog(self.out_dir / EVENTS_NAME if self.out_dir else None, self.config.log_every,
+        log = EventLog(self.work_dir / EVENTS_NAME if self.work_dir else None, self.config.log_every,
                        append=self.resumed or not self.overwrite)
         try:
             for event in self._run():
                 log.write(event)
+                if isinstance(event, Finished) and self.staging is not None:
+                    log.close()  # the model is saved: now the new run replaces the old one
+                    self._replace_old_run()
                 yield event
         finally:
             log.close()
+
+    def _replace_old_run(self) -> None:
+        """Move the overwriting run's checkpoint and log from ``NEW_RUN_DIR`` over the old run's."""
+        for name in (CHECKPOINT_NAME, EVENTS_NAME):
+            if (self.staging / name).exists():
+                os.replace(self.staging / name, self.out_dir / name)
+        try:
+            self.staging.rmdir()
+        except OSError:  # something else in there (not ours): leave it
+            pass
+        self.staging, self.work_dir = None, self.out_dir
 
     def _run(self) -> Iterator[TrainingEvent]:
         cfg = self.config
@@ -279,12 +363,12 @@ class Trainer:
                 last = self.step == cfg.steps
                 if self.data.val and (self.step % cfg.validate_every == 0 or last):
                     yield self.validate()
-                if self.checkpoint_path and (self.step % cfg.checkpoint_every == 0 or last):
+                if self.work_dir and (self.step % cfg.checkpoint_every == 0 or last):
                     yield self.save_checkpoint()
             if stopped:
                 if self.data.val:
                     yield self.validate()
-                if self.checkpoint_path:
+                if self.work_dir:
                     yield self.save_checkpoint()
             info = self.save_final_model(time.perf_counter() - t_start)
             last = self.history.get("last") or {}
