@@ -159,3 +159,133 @@ def test_source_must_be_given_once(train400):
         prepare_data(_cfg(), clean=None, pairs=None)
     with pytest.raises(ValueError, match="no such file or folder"):
         prepare_data(_cfg(), clean=[train400[0].parent / "missing.png"])
+
+
+# ------------------------------------------------------------------------- intensities of image files
+@pytest.fixture(scope="module")
+def bsd_crop(shared_data):
+    """A 96x96 crop of a real BSD68 image (uint8)."""
+    return np.asarray(Image.open(shared_data / "test" / "BSD68" / "test003.png").convert("L"))[100:196, 150:246]
+
+
+def _uint16_pair(crop):
+    """A microscopy-like uint16 pair from a real image: clean on 200..3000, degraded = clean + noise."""
+    clean = np.round(200 + crop.astype(np.float64) / 255 * 2800).astype(np.uint16)
+    rng = np.random.default_rng(5)
+    noisy = clean + rng.normal(0, 150, clean.shape)
+    return np.clip(np.round(noisy), 0, 65535).astype(np.uint16), clean
+
+
+@pytest.fixture
+def uint16_folders(tmp_path, bsd_crop):
+    import tifffile
+
+    deg, cln = tmp_path / "degraded16", tmp_path / "clean16"
+    deg.mkdir()
+    cln.mkdir()
+    noisy, clean = _uint16_pair(bsd_crop)
+    tifffile.imwrite(deg / "cell.tif", noisy)
+    tifffile.imwrite(cln / "cell.tif", clean)
+    return deg, cln, noisy, clean
+
+
+def test_uint16_folder_pairs_get_restores_map_of_the_degraded_image(uint16_folders):
+    from napari_memnet.intensity import choose_intensity
+
+    deg, cln, noisy, clean = uint16_folders
+    (item,) = prepare_data(_cfg(val_count=0), pairs=(deg, cln)).train
+    imap = choose_intensity(noisy)  # what restore applies to the degraded image
+    assert imap.mode == "percentile"
+    np.testing.assert_array_equal(item.input, imap.forward(noisy))
+    # the clean image shares the degraded image's map (not its own), so the pair stays related
+    assert choose_intensity(clean) != imap
+    np.testing.assert_array_equal(item.target, imap.forward(clean))
+    # on restore's 0..1 scale, not divided by 65535
+    lo, hi = np.percentile(item.input, [0.1, 99.9])
+    assert abs(lo) < 1e-6 and abs(hi - 1) < 1e-6
+    assert item.target.max() > 10 * (clean.max() / 65535)  # the old rule gave at most clean.max() / 65535
+
+
+def test_uint16_clean_folder_is_mapped_by_its_own_restore_map(uint16_folders):
+    from napari_memnet.intensity import choose_intensity
+
+    _deg, cln, _noisy, clean = uint16_folders
+    (item,) = prepare_data(_cfg(val_count=0), clean=cln).train
+    np.testing.assert_array_equal(item.target, choose_intensity(clean).forward(clean))
+
+
+def test_uint8_folders_keep_x_over_255(tmp_path, train400):
+    deg, cln = tmp_path / "d8", tmp_path / "c8"
+    deg.mkdir()
+    cln.mkdir()
+    rng = np.random.default_rng(1)
+    raws = {}
+    for path in train400[:2]:
+        img = np.asarray(Image.open(path))[:64, :64]
+        noisy = np.clip(img + rng.normal(0, 20, img.shape), 0, 255).astype(np.uint8)
+        Image.fromarray(img).save(cln / path.name)
+        Image.fromarray(noisy).save(deg / path.name)
+        raws[path.stem] = (noisy, img)
+
+    def old(x):  # the loader's rule before restore's mapping: float64 x / 255, as float32
+        return (x.astype(np.float64) / 255).astype(np.float32)
+
+    for item in prepare_data(_cfg(val_count=0), pairs=(deg, cln)).train:
+        noisy, img = raws[item.name]
+        np.testing.assert_array_equal(item.input, old(noisy))
+        np.testing.assert_array_equal(item.target, old(img))
+    for item in prepare_data(_cfg(val_count=0), clean=cln).train:
+        np.testing.assert_array_equal(item.target, old(raws[item.name.removesuffix(".png")][1]))
+
+
+def test_float_degraded_with_an_8bit_clean_png_are_put_in_one_unit(tmp_path, bsd_crop):
+    """A noisy float TIFF on 0..1 (unclipped: percentile-mapped by restore) beside a uint8 clean PNG."""
+    import tifffile
+
+    from napari_memnet.intensity import choose_intensity
+
+    deg, cln = tmp_path / "df", tmp_path / "c8"
+    deg.mkdir()
+    cln.mkdir()
+    noisy = bsd_crop.astype(np.float32) / 255 + np.random.default_rng(2).normal(0, 0.1, bsd_crop.shape).astype(np.float32)
+    tifffile.imwrite(deg / "a.tif", noisy)
+    Image.fromarray(bsd_crop).save(cln / "a.png")
+    (item,) = prepare_data(_cfg(val_count=0), pairs=(deg, cln)).train
+    imap = choose_intensity(noisy)
+    assert imap.mode == "percentile"
+    np.testing.assert_array_equal(item.input, imap.forward(noisy))
+    np.testing.assert_allclose(item.target, imap.forward(bsd_crop.astype(np.float64) / 255), atol=1e-5)
+
+
+def test_intensity_problems_are_refused_by_file_name(tmp_path, bsd_crop):
+    import tifffile
+
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    tifffile.imwrite(flat / "constant.tif", np.full((64, 64), 1000, np.uint16))
+    with pytest.raises(ValueError, match=r"constant\.tif: its 0\.1st and 99\.9th percentiles are both 1000"):
+        prepare_data(_cfg(val_count=0), clean=flat)
+    deg, cln = tmp_path / "deg", tmp_path / "cln"
+    deg.mkdir()
+    cln.mkdir()
+    tifffile.imwrite(deg / "flat.tif", np.full((64, 64), 700, np.uint16))
+    tifffile.imwrite(cln / "flat.tif", _uint16_pair(bsd_crop)[1][:64, :64])
+    Image.fromarray(bsd_crop).save(deg / "mixed.png")  # 8-bit degraded, wide-range uint16 clean
+    tifffile.imwrite(cln / "mixed.tif", _uint16_pair(bsd_crop)[1] * 16)
+    with pytest.raises(ValueError) as err:
+        prepare_data(_cfg(val_count=0), pairs=(deg, cln))
+    msg = str(err.value)
+    assert "flat (flat.tif, flat.tif): degraded image: its 0.1st and 99.9th percentiles are both 700" in msg
+    assert "mixed (mixed.png, mixed.tif): the degraded image is uint8 on the 8-bit (0..255) scale" in msg
+
+
+def test_model_fine_tuned_on_uint16_folders_restores_uint16_in_range(uint16_folders):
+    import napari_memnet
+
+    deg, cln, noisy, _clean = uint16_folders
+    napari_memnet.fine_tune(pairs=(deg, cln), task="denoise", architecture={"blocks": 1, "recursions": 1, "channels": 8},
+                            steps=3, batch_size=4, patch_size=24, name="u16-denoiser", validation=0, threads=1)
+    out = napari_memnet.restore(noisy, "denoise", model="u16-denoiser", device="cpu")
+    assert out.dtype == np.uint16 and out.shape == noisy.shape
+    lo, hi = np.percentile(noisy, [1, 99])
+    assert lo <= np.median(out) <= hi  # in the input's range, not near zero
