@@ -19,6 +19,7 @@ SSIM is Wang et al. 2004 with the matching dynamic range.
 
 from __future__ import annotations
 
+import json
 import math
 import zlib
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from .degrade import add_noise, bicubic_degrade, jpeg_compress, modcrop
 from .metrics import psnr, ssim
 
 __all__ = ["TASK_DEFAULTS", "IMAGE_SUFFIXES", "evaluate", "list_images", "load_plane",
-           "parse_levels", "default_model_name", "RECORD_KEYS"]
+           "parse_levels", "default_model_name", "RECORD_KEYS", "json_safe", "records_to_json"]
 
 TASK_DEFAULTS = {
     "denoise": {"datasets": ("Set12", "BSD68"), "levels": (15, 25, 50)},
@@ -158,6 +159,12 @@ def default_model_name(task: str) -> str | None:
 
 
 def _model_restore_fn(model, task: str, device: str) -> tuple[RestoreFn, str]:
+    """(restore function, model name) for ``model`` on ``device``.
+
+    The ``inference.Engine`` (model loaded, BatchNorm folded, moved to the
+    device) is built here ONCE and reused for every image and level, rather
+    than once per ``restore_plane`` call; the function exposes it as
+    ``.engine``."""
     from .modelfile import load_model
 
     loaded = load_model(model, task=task)
@@ -166,12 +173,36 @@ def _model_restore_fn(model, task: str, device: str) -> tuple[RestoreFn, str]:
     if loaded.in_channels != 1:
         raise ValueError(f"model {loaded.name!r} takes {loaded.in_channels} channels; "
                          "evaluation needs a gray (1-channel) model")
-    from .inference import restore_plane  # lazy: torch and the inference engine
+    from .inference import Engine, restore_plane  # lazy: torch and the inference engine
+
+    engine = Engine(loaded, device=device)
 
     def run(plane: np.ndarray) -> np.ndarray:
-        return restore_plane(loaded, plane, device=device)
+        return restore_plane(engine, plane)
 
+    run.engine = engine
     return run, loaded.name
+
+
+def json_safe(value):
+    """``value`` with every non-finite float (inf, -inf, nan) replaced by None,
+    recursively through dicts, lists and tuples (tuples become lists), so that
+    strict JSON can hold it. A PSNR is inf when the output equals the target."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, np.floating):
+        return float(value) if np.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def records_to_json(records, *, indent: int | None = 2) -> str:
+    """Evaluation records as strict JSON text (RFC 8259: no ``Infinity`` or
+    ``NaN``): non-finite numbers are written as ``null`` (``json_safe``)."""
+    return json.dumps(json_safe(records), indent=indent, allow_nan=False)
 
 
 def evaluate(task: str, data_dir: str | Path, datasets: Sequence[str] | str | None = None, levels=None,
@@ -189,7 +220,8 @@ def evaluate(task: str, data_dir: str | Path, datasets: Sequence[str] | str | No
     as soon as it is done.
 
     Returns one record per (dataset, level) with the keys ``RECORD_KEYS``;
-    ``psnr``/``ssim`` are None when no model runs."""
+    ``psnr``/``ssim`` are None when no model runs. A PSNR is ``math.inf`` when
+    every image is restored exactly; ``records_to_json`` writes it as null.
     _check_task(task)
     level_list = parse_levels(task, levels)
     names = _parse_datasets(task, datasets)

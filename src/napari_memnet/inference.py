@@ -155,7 +155,13 @@ _RETILED = object()  # yielded by Engine.run_plane when it restarts a plane with
 
 
 class Engine:
-    """A prepared inference module on a device, run tile by tile on planes."""
+    """A prepared inference module on a device, run tile by tile on planes.
+
+    ``Engine.built`` counts the engines constructed in this process (each one
+    loads, folds and moves a model): a diagnostic for code that must build one
+    and reuse it, such as the evaluator."""
+
+    built = 0
 
     def __init__(self, model, *, device="auto", precision="auto", tile_size=None, task=None):
         import torch
@@ -186,6 +192,7 @@ class Engine:
         self.module = module
         requested = _check_tile_size(tile_size)
         self.tile = requested if requested is not None else default_tile_size(self.device, network, self.precision)
+        Engine.built += 1
 
     def forward(self, window: np.ndarray) -> "torch.Tensor":  # noqa: F821
         """The network output for one 2-D float32 window, as a 2-D tensor on the device."""
@@ -397,14 +404,26 @@ def restore_plane(model, plane, *, device="auto", precision="auto", tile_size=No
 
     For super-resolution pass the already bicubic-upsampled plane. Returns a
     float32 array of the plane's shape. ``model`` is anything ``load_model``
-    accepts (name, path, RestorationModel, network)."""
+    accepts (name, path, RestorationModel, network), or an ``Engine`` already
+    built for it: many planes through one model (the evaluator) should build
+    the ``Engine`` once and pass it here, so the model is loaded, folded and
+    moved to its device once. An ``Engine`` carries its own device, precision
+    and tile size; ``device``/``precision``/``tile_size`` must then be left at
+    their defaults."""
     if model is None:
-        raise ValueError("restore_plane needs a model (name, path, RestorationModel or network)")
+        raise ValueError("restore_plane needs a model (name, path, RestorationModel, network or Engine)")
     data = check_image(plane)
     if data.ndim != 2:
         raise ValueError(f"restore_plane expects one 2-D plane (Y, X), got shape {data.shape}")
     _check_callbacks(progress, cancel)
-    engine = Engine(model, device=device, precision=precision, tile_size=tile_size)
+    if isinstance(model, Engine):
+        if device != "auto" or precision != "auto" or tile_size is not None:
+            raise ValueError("restore_plane got an Engine: its device, precision and tile size are already "
+                             f"fixed ({model.device}, {model.precision}, {model.tile}); expected device='auto', "
+                             f"precision='auto', tile_size=None, got {device!r}, {precision!r}, {tile_size!r}")
+        engine = model
+    else:
+        engine = Engine(model, device=device, precision=precision, tile_size=tile_size)
     values = np.asarray(data, dtype=np.float32)
     out = np.empty(values.shape, dtype=np.float32)
     done = 0

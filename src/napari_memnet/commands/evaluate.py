@@ -4,7 +4,6 @@ benchmark sets with the paper's protocol. The engine is
 
 from __future__ import annotations
 
-import json
 import sys
 
 TASKS = ("denoise", "sr", "deblock")
@@ -31,7 +30,8 @@ def register(sub) -> None:
     p.add_argument("--device", default="auto", help="torch device for the model (default: auto)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (denoise; per image, deterministic)")
     p.add_argument("--max-images", type=int, metavar="N", help="only the first N images of each set (quick check)")
-    p.add_argument("--json", metavar="FILE", help="also write the records as JSON (atomically)")
+    p.add_argument("--json", metavar="FILE",
+                   help="also write the records as JSON (atomically; strict JSON: an infinite PSNR is null)")
     p.set_defaults(func=run)
 
 
@@ -47,7 +47,7 @@ def format_row(record: dict) -> str:
 
 def run(args) -> int:
     from ..cli import CommandError
-    from ..evaluate import default_model_name, evaluate
+    from ..evaluate import default_model_name, evaluate, records_to_json
     from ..modelfile import ModelFileError
 
     model = args.model
@@ -73,6 +73,6 @@ def run(args) -> int:
     if args.json:
         from ..atomic import atomic_write_text
 
-        atomic_write_text(args.json, json.dumps(records, indent=2) + "\n")
+        atomic_write_text(args.json, records_to_json(records) + "\n")  # strict JSON: inf/nan -> null
         print(f"wrote {len(records)} records to {args.json}")
     return 0
