@@ -221,7 +221,8 @@ def evaluate(task: str, data_dir: str | Path, datasets: Sequence[str] | str | No
 
     Returns one record per (dataset, level) with the keys ``RECORD_KEYS``;
     ``psnr``/``ssim`` are None when no model runs. A PSNR is ``math.inf`` when
-    every image is restored exactly; ``records_to_json`` writes it as null.
+    an image is restored exactly (so is the mean); ``records_to_json`` writes
+    it as null."""
     _check_task(task)
     level_list = parse_levels(task, levels)
     names = _parse_datasets(task, datasets)
