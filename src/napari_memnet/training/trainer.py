@@ -127,7 +127,8 @@ class Trainer:
     ``TrainingData``). With ``config.out_dir`` set, an existing checkpoint there is continued when
     ``resume`` is true, replaced (once the new model is saved) when ``overwrite`` is true, and refused
     (ValueError, before the data is read) otherwise; ``resume`` without a checkpoint starts a new run.
-    An existing model of the same name in the model folder is refused likewise (``check_outputs``).
+    An existing model of the same name in the model folder is refused unless ``overwrite`` (or
+    ``resume`` with the run's checkpoint) is given (``check_outputs``).
     ``stop``: a ``threading.Event`` that ends the run after the current step (``request_stop()``
     sets it)."""
 
@@ -289,8 +290,8 @@ class Trainer:
     # ------------------------------------------------------------------ saving
     def save_checkpoint(self) -> CheckpointSaved:
         t0 = time.perf_counter()
-        path = save_checkpoint(self.work_dir / CHECKPOINT_NAME, model=self.net, optimizer=self.optimizer, step=self.step,
-                               config=self.config.to_dict(), sampler=self.sampler,
+        path = save_checkpoint(self.work_dir / CHECKPOINT_NAME, model=self.net, optimizer=self.optimizer,
+                               step=self.step, config=self.config.to_dict(), sampler=self.sampler,
                                extra={"history": self.history, "base_model": self.base_model_name})
         return CheckpointSaved(self.step, str(path), time.perf_counter() - t0)
 
