@@ -215,3 +215,75 @@ def test_real_restore_plane_with_saved_tiny_memnet(tiny_data):
             out = module(torch.from_numpy(up)[None, None])[0, 0].numpy()
         scores.append(psnr(to_uint8(out), hr, data_range=255, shave=2))
     assert rec["psnr"] == pytest.approx(np.mean(scores), abs=0.05)
+
+
+def test_evaluation_builds_one_engine_for_all_images_and_levels(shared_data):
+    # the model is loaded, folded and put on its device once, not once per image
+    from napari_memnet import load_model, save_model
+    from napari_memnet.inference import Engine, restore_plane
+
+    save_model(_tiny_memnet(2), "tiny-denoise", task="denoise")
+    before = Engine.built
+    records = evaluate("denoise", shared_data / "test", datasets=["Set12"], levels=[15, 50], model="tiny-denoise",
+                       device="cpu", max_images=2)
+    assert Engine.built - before == 1
+    assert [r["images"] for r in records] == [2, 2]
+
+    # the same scores as a new engine per image (the old way) on the same real images
+    loaded = load_model("tiny-denoise")
+    before = Engine.built
+    per_image = evaluate("denoise", shared_data / "test", datasets=["Set12"], levels=[15, 50],
+                         restore_fn=lambda plane: restore_plane(loaded, plane, device="cpu"), max_images=2)
+    assert Engine.built - before == 4  # 2 images x 2 levels
+    for rec, ref in zip(records, per_image):
+        assert rec["model"] == "tiny-denoise" and math.isfinite(rec["psnr"])
+        assert rec["psnr"] == pytest.approx(ref["psnr"], abs=1e-9)
+        assert rec["ssim"] == pytest.approx(ref["ssim"], abs=1e-12)
+
+
+def test_restore_plane_reuses_a_given_engine(shared_data):
+    from napari_memnet.inference import Engine, restore_plane
+
+    net = _tiny_memnet(3)
+    plane = load_plane(shared_data / "test" / "Set12" / "01.png", "denoise")[:64, :80].astype(np.float32) / 255
+    engine = Engine(net, device="cpu", precision="fp32")
+    before = Engine.built
+    out = restore_plane(engine, plane)
+    assert Engine.built == before  # nothing rebuilt
+    np.testing.assert_allclose(out, restore_plane(net, plane, device="cpu", precision="fp32"), atol=1e-6)
+    with pytest.raises(ValueError, match="already fixed"):
+        restore_plane(engine, plane, device="cpu")
+
+
+def test_json_records_are_strict_when_psnr_is_infinite(tiny_data, tmp_path, capsys):
+    from napari_memnet.evaluate import json_safe, records_to_json
+
+    flat = tiny_data / "Flat"
+    flat.mkdir()
+    Image.fromarray(np.full((48, 44), 128, np.uint8)).save(flat / "gray128.png")
+    # a flat image survives bicubic down/up and rounding exactly: the baseline PSNR is inf
+    (rec,) = evaluate("sr", tiny_data, datasets=["Flat"], levels=[2], restore_fn=lambda p: p)
+    assert rec["baseline_psnr"] == math.inf and rec["psnr"] == math.inf
+    with pytest.raises(ValueError):  # what the old writer produced is not strict JSON
+        json.dumps(rec, allow_nan=False)
+
+    out_json = tmp_path / "flat.json"
+    assert main(["eval", "--task", "sr", "--data", str(tiny_data), "--datasets", "Flat,TinyA", "--levels", "2",
+                 "--model", "none", "--json", str(out_json)]) == 0
+    assert "inf" in capsys.readouterr().out  # the table still says inf
+    text = out_json.read_text()
+    assert "Infinity" not in text and "NaN" not in text
+
+    def refuse(constant):
+        raise AssertionError(f"non-standard JSON constant {constant}")
+
+    records = json.loads(text, parse_constant=refuse)
+    assert [r["dataset"] for r in records] == ["Flat", "TinyA"]
+    assert records[0]["baseline_psnr"] is None and records[0]["baseline_ssim"] == pytest.approx(1.0)
+    assert math.isfinite(records[1]["baseline_psnr"])
+    assert json.dumps(records, allow_nan=False)  # strict round trip
+
+    # the helper itself: nested, numpy scalars, nan and -inf
+    data = {"a": [1.5, math.nan, (np.float32(2.0), -math.inf)], "n": 3, "s": "x", "b": True}
+    assert json_safe(data) == {"a": [1.5, None, [2.0, None]], "n": 3, "s": "x", "b": True}
+    assert json.loads(records_to_json([data])) == [json_safe(data)]

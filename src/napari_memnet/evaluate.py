@@ -214,7 +214,8 @@ def evaluate(task: str, data_dir: str | Path, datasets: Sequence[str] | str | No
     ``datasets`` and ``levels`` default to the task's (``TASK_DEFAULTS``).
     ``model``: None for the baseline only, else a model name, a path or a
     loaded model, run with ``napari_memnet.inference.restore_plane`` on
-    ``device``. ``restore_fn`` instead runs any function mapping a float32
+    ``device`` through one ``inference.Engine`` built once for all images and
+    levels. ``restore_fn`` instead runs any function mapping a float32
     0..1 plane to a plane of the same shape. ``max_images`` keeps the first N
     images of each set (for quick checks). ``progress`` receives each record
     as soon as it is done.
