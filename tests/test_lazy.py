@@ -280,3 +280,58 @@ def test_public_restore_is_lazy_for_dask_and_uses_a_scheduler_for_numpy():
     assert len(events) >= 2 and all(isinstance(e, TileProgress) for e in events[:-1])
     assert isinstance(events[-1], RestoreResult)
     np.testing.assert_array_equal(events[-1].data, eager)
+
+
+def _set12_crop(shared_data):
+    from PIL import Image
+
+    return np.asarray(Image.open(shared_data / "test" / "Set12" / "01.png"))[:96, :120]
+
+
+def test_dask_restore_result_names_the_resolved_device_and_precision(models, shared_data):
+    """The RestoreResult of the dask path says what ran ("cpu", "fp32", the tile),
+    never the request "auto", and agrees with the in-memory path."""
+    from napari_memnet.devices import resolve_device, resolve_precision
+    from napari_memnet.inference import restore_iter
+
+    img = _set12_crop(shared_data)
+    dask_result = list(lazy.restore_dask_iter(da.from_array(img), "denoise", model=models["denoise"], chunks=48,
+                                              scheduler="synchronous"))[-1]
+    eager = list(restore_iter(img, "denoise", model=models["denoise"]))[-1]
+    device = resolve_device("auto")
+    assert dask_result.device == eager.device == str(device)
+    assert dask_result.precision == eager.precision == resolve_precision("auto", device)
+    assert dask_result.tile_size == eager.tile_size > 0
+    if device.type == "cpu":  # this CPU machine
+        assert (dask_result.device, dask_result.precision) == ("cpu", "fp32")
+    np.testing.assert_array_equal(dask_result.data, eager.data)
+
+    # an explicit request through the threads scheduler is reported as run
+    explicit = list(lazy.restore_dask_iter(da.from_array(img), "denoise", model=models["denoise"], chunks=48,
+                                           device="cpu", precision="fp32", tile_size=40))[-1]
+    assert (explicit.device, explicit.precision, explicit.tile_size) == ("cpu", "fp32", 40)
+
+
+def test_dask_restore_result_on_a_distributed_cluster_asks_the_workers(models, shared_data):
+    distributed = pytest.importorskip("distributed")
+    img = _set12_crop(shared_data)
+    # one in-process worker (cheap); the process-based cluster is tests/test_distributed.py's
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False, dashboard_address=None,
+                                  silence_logs=40) as cluster, distributed.Client(cluster) as client:
+        result = list(lazy.restore_dask_iter(da.from_array(img), "denoise", model=models["denoise"], chunks=48,
+                                             scheduler=client))[-1]
+    from napari_memnet.devices import resolve_device, resolve_precision
+
+    device = resolve_device("auto")  # the worker runs on this machine
+    assert (result.device, result.precision) == (str(device), resolve_precision("auto", device))
+    assert result.tile_size > 0 and result.data.shape == img.shape
+
+
+def test_plan_names_live_in_lazy_plan_and_stay_importable_from_lazy():
+    from napari_memnet import lazy_plan
+
+    for name in lazy_plan.__all__:
+        assert getattr(lazy, name) is getattr(lazy_plan, name)
+    for name in ("restore_dask", "restore_dask_iter", "compute_iter", "compute", "plan_of", "model_calls",
+                 "block_cache", "BlockCache", "restore_block", "engine_settings", "_block_slices"):
+        assert callable(getattr(lazy, name)) or isinstance(getattr(lazy, name), lazy.BlockCache)
