@@ -109,7 +109,7 @@ def test_sampler_batches_have_the_degradation_of_their_task(train400, task, leve
 def test_pair_patches_stay_registered(tmp_path, train400):
     clean = [np.asarray(Image.open(p), np.float32) / 255 for p in train400[:2]]
     pairs = [(c + 0.125, c) for c in clean]  # input = target + a constant: any misregistration shows
-    data = prepare_data(_cfg(val_count=0), pairs=pairs)
+    data = prepare_data(_cfg(val_count=0), pairs=pairs, intensity="as-is")  # floats as they are, over 1 too
     sampler = PatchSampler(data.train, "denoise", (25, 25), 31, seed=0, device="cpu")
     inp, tgt, _ = sampler.batch(16)
     np.testing.assert_allclose((inp - tgt).numpy(), 0.125, atol=1e-6)

@@ -9,15 +9,15 @@ Two sources:
   degraded image may be the low-resolution one (an integer scale smaller); it
   is bicubic-upsampled (MATLAB ``imresize``) to the clean size as model input.
 
-Intensities become float32 on 0..1. Image FILES are mapped the way ``restore``
-maps its input (``napari_memnet.intensity.choose_intensity``: 8-bit data / 255,
-0..1 floats as they are, anything else, e.g. uint16, by its 0.1/99.9th
-percentiles), so a model meets at restore time the intensities it trained on
-(``image_intensity``, ``pair_intensity``). For a pair the map is chosen from the
-DEGRADED image (what restore will see) and a percentile map is applied to both
-images. ARRAYS are taken on the engine's scale: floats as they are, integers
-divided by their dtype's maximum (``to_unit``); the napari widget maps its layers
-to restore's scale itself before handing them over.
+Intensities become float32 on 0..1 the way ``restore`` maps its input
+(``intensity_maps``: 8-bit data / 255, 0..1 floats as they are, anything else,
+e.g. uint16, by its 0.1/99.9th percentiles), so a model meets at restore time
+the intensities it trained on. For a pair the map is chosen from the DEGRADED
+image (what restore will see) and applied to both; a clean image without a
+partner gets its own map. Image files always follow that rule; arrays follow it
+by default (``intensity="restore"``), or are taken on the engine's scale with
+``intensity="as-is"`` (floats as they are, uint8 / 255), for arrays already
+mapped, as the napari Train widget maps its layers.
 Colour images become one plane: MATLAB ``rgb2gray`` for denoising, the Y of
 YCbCr (BT.601, ``degrade.rgb_to_y``) for super-resolution and deblocking.
 
@@ -35,7 +35,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ..intensity import Intensity, choose_intensity, percentile_range
+from ..intensity import Intensity
+from .intensity_maps import (  # noqa: F401 (AS_IS, INTENSITY_RULES: re-exported with the helpers)
+    AS_IS,
+    INTENSITY_RULES,
+    RESTORE,
+    apply_intensity,
+    array_intensity,
+    array_pair_intensity,
+    check_rule,
+    image_intensity,
+    pair_intensity,
+)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 # MATLAB rgb2gray: the luminance row of the inverse NTSC (YIQ) transform
@@ -116,123 +127,12 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
         return np.asarray(im)
 
 
-def to_unit(img: np.ndarray) -> np.ndarray:
-    """float32 on 0..1: integers divided by their dtype maximum, floats unchanged."""
-    img = np.asarray(img)
-    if img.dtype == bool:
-        return img.astype(np.float32)
-    if np.issubdtype(img.dtype, np.integer):
-        return (img.astype(np.float64) / np.iinfo(img.dtype).max).astype(np.float32)
-    if np.issubdtype(img.dtype, np.floating):
-        return img.astype(np.float32, copy=True)
-    raise ValueError(f"unsupported pixel type {img.dtype} (expected integer or float pixels)")
-
-
-# ------------------------------------------------------------------------- intensities
-_AS_IS = Intensity("unit", 0.0, 1.0)
-
-
-def _check_pixel_type(img: np.ndarray) -> None:
-    if img.dtype != bool and img.dtype.kind not in "iuf":
-        raise ValueError(f"unsupported pixel type {img.dtype} (expected integer or float pixels)")
-
-
-def _mapped_channels(img: np.ndarray) -> np.ndarray:
-    """What restore maps: all of a gray image, the R, G, B channels of a colour one."""
-    return img[..., :3] if img.ndim == 3 and img.shape[-1] in (3, 4) else img
-
-
-def _restore_map(img: np.ndarray) -> Intensity:
-    """``choose_intensity`` of ``img`` as restore chooses it. Booleans and images
-    with NaN/inf are taken as they are (``_check_plane`` then reports the NaN/inf)."""
-    _check_pixel_type(img)
-    if img.dtype == bool or (img.dtype.kind == "f" and not np.isfinite(img).all()):
-        return _AS_IS
-    return choose_intensity(_mapped_channels(img))
-
-
-def image_intensity(img: np.ndarray) -> Intensity:
-    """The map ``restore`` would apply to ``img``; ValueError where its percentiles
-    collapse (a (nearly) constant image that is neither 8-bit nor 0..1: restore
-    would only shift it, so it cannot be put on 0..1 for training)."""
-    img = np.asarray(img)
-    imap = _restore_map(img)
-    if imap.mode == "percentile" and imap.span == 1.0:
-        p_lo, p_hi = percentile_range(_mapped_channels(img))
-        if not p_hi > p_lo:
-            raise ValueError(f"its 0.1st and 99.9th percentiles are both {p_lo:g} (a (nearly) constant image): "
-                             "an image that is neither 8-bit nor 0..1 is mapped to 0..1 by those percentiles, "
-                             "as restore does, so it needs a range of intensities")
-    return imap
-
-
-def pair_intensity(degraded: np.ndarray, clean: np.ndarray) -> tuple[Intensity, Intensity]:
-    """(map of the degraded image, map of the clean image) of one pair.
-
-    The degraded image's map is the one restore will apply (``image_intensity``).
-
-    * A percentile map is in the degraded image's own units and the clean image
-      gets the same map, so the target keeps its relation to the input. A clean
-      image of the same pixel type (or with no fixed scale of its own) is taken to
-      be in those units. One of another type with a fixed scale (a uint8 PNG beside
-      a float TIFF) is read on the scale whose mean is nearest the degraded
-      image's: as it is, on 0..1 or on 0..255 (``_in_units_of``).
-    * An 8-bit or 0..1 map is a fixed scale: the clean image maps by its own fixed
-      scale (a 0..1 float clean TIFF beside an 8-bit PNG), or, with none (values a
-      little over 255 or 1), by the degraded image's map if both have the same pixel
-      type; a clean image of another type and range is refused."""
-    degraded, clean = np.asarray(degraded), np.asarray(clean)
-    try:
-        dmap = image_intensity(degraded)
-    except ValueError as exc:
-        raise ValueError(f"degraded image: {exc}") from None
-    own = _restore_map(clean)
-    if dmap.mode == "percentile":
-        if clean.dtype == degraded.dtype or own.mode == "percentile":
-            return dmap, dmap
-        return dmap, _in_units_of(degraded, clean, own, dmap)
-    if own.mode != "percentile":
-        return dmap, own
-    if clean.dtype == degraded.dtype:
-        return dmap, dmap
-    scale = "8-bit (0..255)" if dmap.mode == "8bit" else "0..1"
-    raise ValueError(f"the degraded image is {degraded.dtype} on the {scale} scale but the clean one is "
-                     f"{clean.dtype} with values {clean.min():g}..{clean.max():g}: save both on one scale "
-                     "(restore maps the degraded image by its scale, the clean one must match it)")
-
-
-def _in_units_of(degraded: np.ndarray, clean: np.ndarray, own: Intensity, dmap: Intensity) -> Intensity:
-    """The percentile map ``dmap`` for a ``clean`` image of another pixel type with a
-    fixed scale ``own`` (8-bit or 0..1): the clean image is read as it is, on 0..1
-    or on 0..255, whichever gives the mean nearest the degraded image's mean (a
-    registered pair has about the same mean: noise, bicubic blur and JPEG keep it),
-    then mapped by ``dmap``. Returned as ONE affine map of the clean pixels."""
-    target = float(np.mean(_mapped_channels(degraded), dtype=np.float64))
-    mean = float(np.mean(_mapped_channels(clean), dtype=np.float64))
-    if not (np.isfinite(target) and np.isfinite(mean)):
-        return dmap
-    # (a, s): clean pixel x -> (x - a) / s in the degraded image's units
-    candidates = [(0.0, 1.0), (own.low, own.span), (own.low, own.span / 255.0)]
-    a, s = min(candidates, key=lambda c: abs((mean - c[0]) / c[1] - target))
-    low = a + s * dmap.low
-    return Intensity("percentile", low, low + s * dmap.span)
-
-
-def apply_intensity(img: np.ndarray, imap: Intensity) -> np.ndarray:
-    """``img`` on 0..1 by ``imap``, a new float32 array (8-bit: exactly ``x / 255``,
-    as ``to_unit`` gives for uint8)."""
-    img = np.asarray(img)
-    if imap.mode == "8bit":
-        return img.astype(np.float32) / np.float32(255)
-    return imap.forward(img)
-
-
 def to_plane(img: np.ndarray, task: str, imap: Intensity | None = None) -> np.ndarray:
     """One 2-D float32 plane on 0..1 from a gray or colour (H, W, 3|4) image.
 
-    ``imap``: the intensity map (image files: ``image_intensity``/``pair_intensity``);
-    None takes the pixels on the engine's scale (``to_unit``, for arrays)."""
-    img = to_unit(img) if imap is None else apply_intensity(img, imap)
+    ``imap``: the intensity map (``image_intensity``, ``pair_intensity``, ``engine_map``);
+    None: the image's own map as restore chooses it (``image_intensity``)."""
+    img = apply_intensity(img, image_intensity(img) if imap is None else imap)
     if img.ndim == 3 and img.shape[-1] == 1:
         img = img[..., 0]
     if img.ndim == 3 and img.shape[-1] in (3, 4):
@@ -252,8 +152,11 @@ def _quantize(plane: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(plane, 0, 1) * 255) / 255).astype(np.float32)
 
 
-def _load_planes(source, task: str, what: str, problems: list[str]) -> list[tuple[str, np.ndarray]]:
-    """(name, plane) for a folder, a list of paths, or a list of arrays; problems collected."""
+def _load_planes(source, task: str, what: str, problems: list[str],
+                 intensity: str = RESTORE) -> list[tuple[str, np.ndarray]]:
+    """(name, plane) for a folder, a list of paths, or a list of arrays; problems collected.
+
+    Files get restore's map of themselves; arrays the map of rule ``intensity``."""
     if source is None:
         return []
     if isinstance(source, (str, os.PathLike)):
@@ -281,11 +184,11 @@ def _load_planes(source, task: str, what: str, problems: list[str]) -> list[tupl
             except Exception as exc:  # unreadable / not an image
                 problems.append(f"{what} {name}: cannot read ({type(exc).__name__}: {exc})")
                 continue
-            map_of = image_intensity  # restore's map of this image
+            imap = image_intensity  # restore's map of this image
         else:
-            name, raw, map_of = f"{what}[{i}]", entry, None
+            name, raw, imap = f"{what}[{i}]", entry, lambda a: array_intensity(a, intensity)
         try:
-            out.append((name, to_plane(raw, task, map_of(raw) if map_of else None)))
+            out.append((name, to_plane(raw, task, imap(raw))))
         except ValueError as exc:
             problems.append(f"{what} {name}: {exc}")
     return out
@@ -318,7 +221,7 @@ def match_pair_folders(input_dir, target_dir, problems: list[str]) -> list[tuple
     return [(stem, inputs[stem], targets[stem]) for stem in sorted(set(inputs) & set(targets))]
 
 
-def _pair_entries(pairs, task, problems) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _pair_entries(pairs, task, problems, intensity: str = RESTORE) -> list[tuple[str, np.ndarray, np.ndarray]]:
     if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(p, (str, os.PathLike)) for p in pairs):
         entries = []
         for stem, pin, ptg in match_pair_folders(pairs[0], pairs[1], problems):
@@ -336,10 +239,15 @@ def _pair_entries(pairs, task, problems) -> list[tuple[str, np.ndarray, np.ndarr
     entries = []
     for i, pair in enumerate(pairs):
         try:
-            a, b = pair
-            entries.append((f"pair[{i}]", to_plane(a, task), to_plane(b, task)))
+            a, b = (np.asarray(p) for p in pair)
         except (TypeError, ValueError) as exc:
             problems.append(f"pair[{i}]: expected a (degraded, clean) pair of images ({exc})")
+            continue
+        try:
+            map_a, map_b = array_pair_intensity(a, b, intensity)
+            entries.append((f"pair[{i}]", to_plane(a, task, map_a), to_plane(b, task, map_b)))
+        except ValueError as exc:
+            problems.append(f"pair[{i}]: {exc}")
     return entries
 
 
@@ -357,9 +265,9 @@ def register_pair(name, inp, tgt, task, problems) -> np.ndarray | None:
     return None
 
 
-def load_pair_items(pairs, task, min_size, problems) -> list[TrainItem]:
+def load_pair_items(pairs, task, min_size, problems, intensity: str = RESTORE) -> list[TrainItem]:
     items = []
-    for name, inp, tgt in _pair_entries(pairs, task, problems):
+    for name, inp, tgt in _pair_entries(pairs, task, problems, intensity):
         ok = _check_plane(f"{name} (degraded)", inp, 1, problems) & _check_plane(f"{name} (clean)", tgt, min_size, problems)
         model_input = register_pair(name, inp, tgt, task, problems)
         if ok and model_input is not None:
@@ -418,13 +326,19 @@ def split_validation(entries: list, count: int, fraction: float | None, seed: in
 
 
 # ------------------------------------------------------------------------- entry point
-def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int | None = None) -> TrainingData:
+def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int | None = None,
+                 intensity: str = RESTORE) -> TrainingData:
     """Load and check everything a run needs; raise ONE ValueError listing all problems.
 
     ``clean``: a folder, a list of image paths or arrays (synthetic degradation).
     ``pairs``: ``(degraded_folder, clean_folder)`` or a list of ``(degraded, clean)`` arrays.
     ``validation``: None (hold out ``config.val_count``/``val_fraction`` images), a folder or list
-    of clean images (synthetic) or a list of pairs / a pair of folders (real pairs)."""
+    of clean images (synthetic) or a list of pairs / a pair of folders (real pairs).
+    ``intensity``: how ARRAYS reach 0..1 (files always follow restore's rule): ``"restore"`` maps
+    them as ``restore`` maps its input (a pair by its degraded array's map, a clean array by its
+    own); ``"as-is"`` takes them on the engine's scale, already mapped (floats as they are, even
+    a little outside 0..1; uint8 / 255; other integer types refused)."""
+    check_rule(intensity)
     task = config.task
     clean = clean if clean is not None else config.clean_dir
     if pairs is None and config.pairs_input_dir and config.pairs_target_dir:
@@ -437,12 +351,12 @@ def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int 
     min_size = min_size or config.patch_size
     problems: list[str] = []
     if clean is not None:
-        planes = _load_planes(clean, task, "image", problems)
+        planes = _load_planes(clean, task, "image", problems, intensity)
         if task == "deblock":
             planes = [(n, _quantize(p)) for n, p in planes]
         planes = [(n, p) for n, p in planes if _check_plane(n, p, min_size, problems)]
         if isinstance(validation, (str, os.PathLike)) or isinstance(validation, (list, tuple)):
-            val_planes = _load_planes(validation, task, "validation image", problems)
+            val_planes = _load_planes(validation, task, "validation image", problems, intensity)
             val_planes = [(n, p) for n, p in val_planes if _check_plane(n, p, 8, problems)]
             train_planes = planes
         else:
@@ -456,9 +370,9 @@ def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int 
         return TrainingData(task, "synthetic", [TrainItem(n, p) for n, p in train_planes], val, desc)
     if isinstance(validation, (str, os.PathLike)):
         raise ValueError(f"validation for real pairs must be pairs too: (degraded_folder, clean_folder), got the one folder {validation}")
-    items = load_pair_items(pairs, task, min_size, problems)
+    items = load_pair_items(pairs, task, min_size, problems, intensity)
     if validation is not None:
-        val_items = load_pair_items(validation, task, 8, problems)
+        val_items = load_pair_items(validation, task, 8, problems, intensity)
         train_items = items
     else:
         train_items, val_items = split_validation(items, config.val_count, config.val_fraction, config.seed)
