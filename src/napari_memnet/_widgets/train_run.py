@@ -158,7 +158,7 @@ class TrainRunMixin:
 
     # -------------------------------------------------- main-thread callbacks
     def _on_yielded(self, event) -> None:
-        from ..training.events import CheckpointSaved, Finished, Started, Step, Validation
+        from ..training.events import BatchNormRecalibrated, CheckpointSaved, Finished, Started, Step, Validation
 
         self.events.append(event)
         if isinstance(event, DataChecked):
@@ -185,6 +185,9 @@ class TrainRunMixin:
             self._show_preview(event)
         elif isinstance(event, CheckpointSaved):
             self.resume_button.tooltip = f"checkpoint at step {event.step}: {event.path}"
+        elif isinstance(event, BatchNormRecalibrated):
+            self.status.value = (f"step {event.step}: BatchNorm statistics recalibrated over {event.batches} "
+                                 "batches; validating and saving the model\u2026")
         elif isinstance(event, Finished):
             self.last_model = event.model_name  # the lists are refreshed once, in _on_returned
 

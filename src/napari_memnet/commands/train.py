@@ -67,6 +67,8 @@ def register(sub) -> None:
     a("--checkpoint-every", type=int)
     a("--validate-every", type=int)
     a("--log-every", type=int)
+    a("--recalibrate-batches", type=int, metavar="N",
+      help="after the last step, re-estimate the BatchNorm statistics over N training batches (default 20; 0: off)")
     a("--val-dir", help="folder of held-out clean validation images (with --clean-dir)")
     a("--val-pairs", nargs=2, metavar=("DEGRADED_DIR", "CLEAN_DIR"), help="held-out validation pairs (with --pairs)")
     a("--val-count", type=int, help="training images held out for validation (default 4)")
@@ -83,7 +85,8 @@ def register(sub) -> None:
 _CONFIG_KEYS = ("task", "levels", "architecture", "init", "steps", "batch_size", "patch_size", "optimizer", "lr",
                 "lr_min", "schedule", "lr_step", "warmup_steps", "weight_decay", "clip", "seed", "device", "precision",
                 "channels_last", "compile", "threads", "out_dir", "name", "checkpoint_every", "validate_every",
-                "log_every", "val_dir", "val_count", "val_fraction", "val_crop", "val_levels", "clean_dir")
+                "log_every", "recalibrate_batches", "val_dir", "val_count", "val_fraction", "val_crop", "val_levels",
+                "clean_dir")
 
 
 def build_config(args):
@@ -135,6 +138,9 @@ def describe(event) -> str | None:
         return f"validation at step {event.step}: PSNR {event.psnr:.3f} dB (input {event.baseline_psnr:.3f})  [{levels}]"
     if isinstance(event, ev.CheckpointSaved):
         return f"checkpoint saved at step {event.step}: {event.path}"
+    if isinstance(event, ev.BatchNormRecalibrated):
+        return (f"BatchNorm statistics recalibrated at step {event.step}: {event.layers} layers over "
+                f"{event.batches} batches of {event.batch_size} ({event.seconds:.1f} s)")
     if isinstance(event, ev.Finished):
         state = "stopped" if event.stopped else "finished"
         psnr = f", validation PSNR {event.psnr:.3f} dB" if event.psnr is not None else ""

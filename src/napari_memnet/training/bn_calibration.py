@@ -7,6 +7,10 @@ that kept changing, not the trained network on the training distribution, and
 eval-mode outputs suffer (a brightness-dependent bias). Recalibration runs the
 finished network forward (no gradients, weights untouched) over many training
 batches and sets every running mean/variance to the exact average over them.
+
+The trainer does this at the end of every run (``TrainConfig.recalibrate_batches``
+batches from its own patch sampler, see ``Trainer.recalibrate``);
+``benchmarks/recalibrate_bundled.py`` did it once for the bundled weights.
 """
 
 from __future__ import annotations
@@ -17,12 +21,17 @@ import torch
 from torch import nn
 
 
+def batchnorm_layers(network: nn.Module) -> list[nn.Module]:
+    """The BatchNorm layers of ``network`` (empty for RED30)."""
+    return [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
 def recalibrate_batchnorm(network: nn.Module, batches: Iterable[torch.Tensor],
                           progress: Callable[[int], None] | None = None) -> int:
     """Set every BatchNorm's running statistics to their average over ``batches``
     (input tensors shaped for ``network``). Returns the number of batches used;
     the network is left in eval mode. Weights are not changed."""
-    bns = [m for m in network.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    bns = batchnorm_layers(network)
     if not bns:
         network.eval()
         return 0

@@ -77,6 +77,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     validate_every: int = 500
     log_every: int = 10  # events.jsonl gets every log_every-th Step event
+    # after the last step: BatchNorm running statistics re-estimated over this many training batches
+    # (bn_calibration.py; 0: keep the running averages of training). Networks without BatchNorm: nothing.
+    recalibrate_batches: int = 20
 
     def __post_init__(self):
         self.levels = tuple(self.levels) if self.levels else DEFAULT_LEVELS.get(self.task, ())
@@ -99,6 +102,9 @@ class TrainConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 problems.append(f"{key} must be a positive integer, got {value!r}")
+        rb = self.recalibrate_batches
+        if not isinstance(rb, int) or isinstance(rb, bool) or rb < 0:
+            problems.append(f"recalibrate_batches must be an integer >= 0 (0: off), got {rb!r}")
         if isinstance(self.patch_size, int) and self.patch_size < 8:
             problems.append(f"patch_size must be at least 8, got {self.patch_size}")
         if self.lr is not None and not (self.lr > 0 and math.isfinite(self.lr)):

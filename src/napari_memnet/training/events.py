@@ -84,6 +84,19 @@ class CheckpointSaved(TrainingEvent):
 
 
 @dataclass
+class BatchNormRecalibrated(TrainingEvent):
+    """After the last step (or a stop): the BatchNorm running statistics were re-estimated as the
+    average over ``batches`` fresh training batches (the saved model has them, the checkpoint not)."""
+
+    kind = "batchnorm_recalibrated"
+    step: int
+    batches: int
+    batch_size: int
+    layers: int  # BatchNorm layers recalibrated
+    seconds: float = 0.0
+
+
+@dataclass
 class Finished(TrainingEvent):
     """The run ended (all steps done, or stopped on request) and the model was saved."""
 
@@ -106,4 +119,5 @@ class Failed(TrainingEvent):
     error: str  # "ExceptionType: message"
 
 
-__all__ = ["CheckpointSaved", "Failed", "Finished", "Started", "Step", "TrainingEvent", "Validation"]
+__all__ = ["BatchNormRecalibrated", "CheckpointSaved", "Failed", "Finished", "Started", "Step", "TrainingEvent",
+           "Validation"]

@@ -1,8 +1,8 @@
 """The training loop as a generator of typed events (``events.py``).
 
     trainer = Trainer(config, clean="Train400/")     # data checked here: ValueError before any step
-    for event in trainer.run():                       # Started, Step..., Validation, CheckpointSaved, Finished
-        ...
+    for event in trainer.run():                       # Started, Step..., Validation, CheckpointSaved,
+        ...                                           # BatchNormRecalibrated, Validation, Finished
     trainer.request_stop()                            # from any thread: ends after the current step
 
 Nothing here touches Qt; the napari widget, the CLI and scripts consume the
@@ -18,6 +18,14 @@ model. An overwriting run trains in ``OUT_DIR/new-run/`` and moves its
 checkpoint and ``events.jsonl`` over the old ones only after its model is
 saved (atomically), so a crash or a kill mid-run leaves the old run and model
 as they were.
+
+A run ends (after its last step, or a stop request) by re-estimating the
+network's BatchNorm running statistics over ``config.recalibrate_batches``
+fresh training batches (``recalibrate``; networks without BatchNorm skip it),
+then validates and saves the model. The last checkpoint is written BEFORE the
+recalibration and holds the raw training state (a resumed run continues
+exactly); the saved model file holds the recalibrated statistics, and the final
+``Validation``/``Finished`` PSNR and the card's metrics are the saved model's.
 """
 
 from __future__ import annotations
@@ -37,11 +45,15 @@ import torch
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, prepare_data
-from .events import CheckpointSaved, Failed, Finished, Started, Step, TrainingEvent, Validation
+from .bn_calibration import batchnorm_layers, recalibrate_batchnorm
+from .events import BatchNormRecalibrated, CheckpointSaved, Failed, Finished, Started, Step, TrainingEvent, Validation
 from .sampler import PatchSampler, crop_size
 
 EVENTS_NAME = "events.jsonl"
 NEW_RUN_DIR = "new-run"  # an overwriting run's checkpoint and log live here until its model is saved
+# the recalibration batches come from a sampler of their own, seeded config.seed + this: the training
+# sampler's generators (which a resumed run continues) are never drawn from
+RECALIBRATION_SEED_OFFSET = 1_000_003
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -158,6 +170,7 @@ class Trainer:
         self.sampler = PatchSampler(self.data.train, cfg.task, cfg.levels, cfg.patch_size, cfg.seed, self.device)
         self.step = 0
         self.history: dict = {"base_model_psnr": None, "baseline_psnr": None, "last": None}
+        self.recalibration: dict | None = None  # what recalibrate() did (the card's training record)
         self.out_dir = Path(cfg.out_dir) if cfg.out_dir else None
         self.resumed = False
         self.overwrite = overwrite
@@ -287,6 +300,43 @@ class Trainer:
         self.history["last"] = {"step": self.step, "psnr": mean, "per_level": per_level}
         return Validation(self.step, mean, base, self.history["base_model_psnr"], per_level, time.perf_counter() - t0)
 
+    # ------------------------------------------------------------------ BatchNorm statistics
+    @property
+    def recalibrates(self) -> bool:
+        """Whether the run ends with ``recalibrate`` (``recalibrate_batches`` > 0 and BatchNorm in the network)."""
+        return self.config.recalibrate_batches > 0 and bool(batchnorm_layers(self.net))
+
+    def recalibrate(self) -> BatchNormRecalibrated | None:
+        """Set every BatchNorm's running statistics to their average over ``recalibrate_batches`` fresh
+        training batches (``bn_calibration.recalibrate_batchnorm``; weights untouched). ``None`` when off
+        or when the network has no BatchNorm.
+
+        The batches are drawn like training batches (same images, degradations, levels, patch and batch
+        size, device, memory format) by a separate ``PatchSampler`` seeded ``seed + RECALIBRATION_SEED_OFFSET``,
+        so the training sampler's state, which a checkpoint saves and a resumed run continues, is not
+        touched, and the result depends only on the trained weights and the config. fp32, like validation."""
+        cfg = self.config
+        layers = batchnorm_layers(self.net)
+        if cfg.recalibrate_batches <= 0 or not layers:
+            return None
+        t0 = time.perf_counter()
+        seed = cfg.seed + RECALIBRATION_SEED_OFFSET
+        sampler = PatchSampler(self.data.train, cfg.task, cfg.levels, cfg.patch_size, seed, self.device)
+
+        def batches():
+            for _ in range(cfg.recalibrate_batches):
+                inp = sampler.batch(cfg.batch_size)[0]
+                yield inp.contiguous(memory_format=torch.channels_last) if self.channels_last else inp
+
+        was_training = self.net.training
+        try:
+            count = recalibrate_batchnorm(self.net, batches())
+        finally:
+            self.net.train(was_training)
+        self.recalibration = {"step": self.step, "batches": count, "batch_size": cfg.batch_size,
+                              "patch_size": cfg.patch_size, "seed": seed, "layers": len(layers)}
+        return BatchNormRecalibrated(self.step, count, cfg.batch_size, len(layers), time.perf_counter() - t0)
+
     # ------------------------------------------------------------------ saving
     def save_checkpoint(self) -> CheckpointSaved:
         t0 = time.perf_counter()
@@ -310,6 +360,8 @@ class Trainer:
                     "device": str(self.device), "precision": self.precision, "seconds": round(seconds, 1),
                     "validation_psnr_before": self.history.get("base_model_psnr"),
                     "validation_psnr_after": last.get("psnr"), "validation_input_psnr": self.history.get("baseline_psnr")}
+        if self.recalibration is not None:
+            training["batchnorm_recalibration"] = self.recalibration
         return save_model(self.net, cfg.name, task=cfg.task, directory=cfg.model_dir, levels=level_card(cfg.task, cfg.levels),
                           training=training, metrics=metrics, base_model=self.base_model_name,
                           description=f"{cfg.task} model trained with napari-memnet ({self.step} steps)")
@@ -351,6 +403,7 @@ class Trainer:
             self.net.train()
             step_time = None
             stopped = False
+            recalibrates = self.recalibrates  # then the final validation comes after the recalibration
             while self.step < cfg.steps:
                 if self.stop_event.is_set():
                     stopped = True
@@ -362,15 +415,19 @@ class Trainer:
                 yield Step(self.step, cfg.steps, patches_per_s=cfg.batch_size / step_time,
                            eta_s=step_time * (cfg.steps - self.step), **numbers)
                 last = self.step == cfg.steps
-                if self.data.val and (self.step % cfg.validate_every == 0 or last):
+                if self.data.val and (self.step % cfg.validate_every == 0 or last) and not (last and recalibrates):
                     yield self.validate()
                 if self.work_dir and (self.step % cfg.checkpoint_every == 0 or last):
                     yield self.save_checkpoint()
             if stopped:
-                if self.data.val:
+                if self.data.val and not recalibrates:
                     yield self.validate()
                 if self.work_dir:
                     yield self.save_checkpoint()
+            if recalibrates:  # the checkpoint above keeps the raw training state; the model gets these
+                yield self.recalibrate()
+                if self.data.val:
+                    yield self.validate()
             info = self.save_final_model(time.perf_counter() - t_start)
             last = self.history.get("last") or {}
             yield Finished(self.step, cfg.steps, stopped, info.name, str(info.path), last.get("psnr"),
