@@ -291,3 +291,54 @@ def test_bundled_model_names_are_never_given_to_user_models(pair_folders, tmp_pa
     assert "bundled model" in capsys.readouterr().err
     assert main([*argv, "--json"]) == 0  # a plain output folder may hold a model of that name (how they are made)
     assert (tmp_path / "run" / f"{name}.safetensors").exists()
+
+
+# ------------------------------------------------------------------------- intensities of arrays
+@pytest.fixture
+def uint16_pairs(shared_data):
+    """Three microscopy-like uint16 (noisy, clean) array pairs from real images: clean on 200..3000, sigma 150."""
+    rng = np.random.default_rng(4)
+    pairs = []
+    for path in sorted((shared_data / "train" / "Train400").glob("*.png"))[:3]:
+        img = np.asarray(Image.open(path))[:64, :64]
+        clean = np.round(200 + img.astype(np.float64) / 255 * 2800).astype(np.uint16)
+        noisy = np.clip(np.round(clean + rng.normal(0, 150, clean.shape)), 0, 65535).astype(np.uint16)
+        pairs.append((noisy, clean))
+    return pairs
+
+
+def test_fine_tune_on_uint16_arrays_trains_on_restores_scale_and_restores_uint16(uint16_pairs):
+    from napari_memnet.intensity import choose_intensity
+    from napari_memnet.metrics import psnr
+
+    copies = [(n.copy(), c.copy()) for n, c in uint16_pairs]
+    model = napari_memnet.fine_tune(pairs=uint16_pairs[:2], validation=uint16_pairs[2:], task="denoise",
+                                    architecture=SMALL, steps=3, batch_size=4, patch_size=24, name="u16-arrays",
+                                    threads=1, validate_every=3)
+    for (n, c), (n0, c0) in zip(uint16_pairs, copies):  # inputs never modified
+        np.testing.assert_array_equal(n, n0)
+        np.testing.assert_array_equal(c, c0)
+    # the held-out pair was seen on restore's scale: the map restore chooses for its degraded array
+    v_noisy, v_clean = uint16_pairs[2]
+    imap = choose_intensity(v_noisy)
+    assert imap.mode == "percentile"
+    expected = psnr(imap.forward(v_noisy), imap.forward(v_clean))
+    assert model.card["training"]["validation_input_psnr"] == pytest.approx(expected, abs=1e-3)
+    old_rule = psnr(v_noisy / 65535.0, v_clean / 65535.0)  # integers / dtype max, the rule before
+    assert old_rule - expected > 20
+    out = napari_memnet.restore(v_noisy, "denoise", model="u16-arrays", device="cpu")
+    assert out.dtype == np.uint16 and out.shape == v_noisy.shape
+    lo, hi = np.percentile(v_noisy, [1, 99])
+    assert lo <= np.median(out) <= hi  # in the input's range, not near zero
+
+
+def test_fine_tune_intensity_option_is_checked_before_any_step(uint16_pairs, tmp_path):
+    out = tmp_path / "run"
+    with pytest.raises(ValueError, match=r"intensity='as-is' takes float arrays on 0\.\.1 \(or uint8\), got uint16"):
+        napari_memnet.fine_tune(pairs=uint16_pairs, task="denoise", architecture=SMALL, steps=1, name="as-is-16",
+                                intensity="as-is", out_dir=out)
+    with pytest.raises(ValueError, match="intensity must be 'restore'"):
+        napari_memnet.fine_tune(pairs=uint16_pairs, task="denoise", architecture=SMALL, steps=1, name="bad-rule",
+                                intensity="percentile", out_dir=out)
+    assert not out.exists()
+    assert not {"as-is-16", "bad-rule"} & {m.name for m in napari_memnet.list_models()}

@@ -7,15 +7,18 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import TrainConfig
+from .data import prepare_data
 from .events import Failed, Finished, TrainingEvent
-from .trainer import Trainer
+from .intensity_maps import RESTORE, check_rule
+from .sampler import crop_size
+from .trainer import Trainer, check_outputs
 
 
 def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architecture: dict | str | None = None,
               steps: int = 1000, patch_size: int = 31, batch_size: int = 16, lr: float | None = None,
               multi_supervised: bool = True, name: str, levels=None, device: str = "auto", validation=None,
               callback: Callable[[TrainingEvent], None] | None = None, stop=None, out_dir=None,
-              model_dir=None, resume: bool = False, overwrite: bool = False, **config):
+              model_dir=None, resume: bool = False, overwrite: bool = False, intensity: str = RESTORE, **config):
     """Train a model on ``clean`` images (degraded on the fly) or real ``pairs``; save it as ``name``.
 
     ``clean``: a folder, or a list of image paths or arrays. ``pairs``: ``(degraded_folder, clean_folder)``
@@ -27,6 +30,15 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
     ``validation``: a fraction (0.2) or count (2) of the images to hold out, or explicit held-out images /
     pairs. ``callback(event)`` gets every event; ``stop`` is a ``threading.Event`` that ends the run cleanly.
     Other keyword arguments are ``TrainConfig`` fields (optimizer, seed, precision, checkpoint_every...).
+
+    Intensities are put on the networks' 0..1 scale the way ``restore`` maps its input
+    (``napari_memnet.intensity.choose_intensity``), so the model trains on what it will see at
+    restore time. Image files always; arrays with ``intensity="restore"`` (the default): a pair by
+    the map of its DEGRADED array, applied to both (a uint16 pair on 200..3000 trains on about
+    0..1, not on 200/65535..3000/65535), a clean array by its own map; uint8 is ``x / 255``, floats
+    within 0..1 stay as they are, anything else is mapped by its 0.1/99.9th percentiles.
+    ``intensity="as-is"`` says the arrays are already on that 0..1 scale (mapped by you): floats
+    are used as they are, even a little outside 0..1, uint8 / 255; other integer arrays are refused.
 
     Checkpoints and ``events.jsonl`` go to ``out_dir`` (default: ``<user models>/runs/NAME``); the
     model goes to ``model_dir`` (default: the user model folder).
@@ -71,8 +83,11 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
                       steps=steps, patch_size=patch_size, batch_size=batch_size, lr=lr,
                       multi_supervised=multi_supervised, device=device, out_dir=str(Path(out_dir)),
                       model_dir=str(model_dir) if model_dir is not None else None, **config)
-    trainer = Trainer(cfg, clean=clean, pairs=pairs, validation=val_source, resume=bool(resume), stop=stop,
-                      overwrite=bool(overwrite))
+    check_rule(intensity)
+    check_outputs(cfg, resume=bool(resume), overwrite=bool(overwrite))  # before the data is read
+    need = crop_size(cfg.task, cfg.patch_size, cfg.levels, pairs is not None or bool(cfg.pairs_input_dir))
+    data = prepare_data(cfg, clean, pairs, val_source, min_size=need, intensity=intensity)
+    trainer = Trainer(cfg, data=data, resume=bool(resume), stop=stop, overwrite=bool(overwrite))
     finished = None
     for event in trainer.run():
         if callback is not None:
