@@ -205,7 +205,7 @@ def choose_chunks(shape: tuple, axes: str, halo: int, *, device: str = "auto", c
 
 
 def is_lazy_input(image) -> bool:
-    """True for a dask array or a zarr array (what ``restore`` hands to this module)."""
+    """True for a dask array or a zarr array (what ``restore`` hands to ``napari_memnet.lazy``)."""
     return is_dask_array(image) or (type(image).__module__.startswith("zarr") and hasattr(image, "chunks"))
 
 
