@@ -289,3 +289,74 @@ def test_model_fine_tuned_on_uint16_folders_restores_uint16_in_range(uint16_fold
     assert out.dtype == np.uint16 and out.shape == noisy.shape
     lo, hi = np.percentile(noisy, [1, 99])
     assert lo <= np.median(out) <= hi  # in the input's range, not near zero
+
+
+# ------------------------------------------------------------------------- intensities of arrays
+def test_uint16_array_pairs_get_restores_map_of_the_degraded_array(bsd_crop):
+    from napari_memnet.intensity import choose_intensity
+
+    noisy, clean = _uint16_pair(bsd_crop)
+    v_noisy, v_clean = _uint16_pair(bsd_crop[::-1].copy())
+    copies = [a.copy() for a in (noisy, clean, v_noisy, v_clean)]
+    data = prepare_data(_cfg(val_crop=0), pairs=[(noisy, clean)], validation=[(v_noisy, v_clean)])
+    (item,), (val,) = data.train, data.val
+    imap = choose_intensity(noisy)  # what restore applies to the degraded array
+    assert imap.mode == "percentile" and choose_intensity(clean) != imap
+    np.testing.assert_array_equal(item.input, imap.forward(noisy))
+    np.testing.assert_array_equal(item.target, imap.forward(clean))  # the degraded array's map, for both
+    vmap = choose_intensity(v_noisy)  # held-out pairs: their own degraded array's map
+    np.testing.assert_array_equal(val.input, vmap.forward(v_noisy))
+    np.testing.assert_array_equal(val.target, vmap.forward(v_clean))
+    for a, b in zip((noisy, clean, v_noisy, v_clean), copies):
+        np.testing.assert_array_equal(a, b)  # inputs never modified
+    # clean arrays without partners: each by its own map
+    (own,) = prepare_data(_cfg(val_count=0), clean=[clean]).train
+    np.testing.assert_array_equal(own.target, choose_intensity(clean).forward(clean))
+
+
+def test_uint8_arrays_keep_x_over_255(bsd_crop):
+    noisy = np.clip(bsd_crop + np.random.default_rng(3).normal(0, 20, bsd_crop.shape), 0, 255).astype(np.uint8)
+
+    def old(x):  # the loader's rule for uint8 before restore's mapping: float64 x / 255, as float32
+        return (x.astype(np.float64) / 255).astype(np.float32)
+
+    for rule in ("restore", "as-is"):
+        (item,) = prepare_data(_cfg(val_count=0), pairs=[(noisy, bsd_crop)], intensity=rule).train
+        np.testing.assert_array_equal(item.input, old(noisy))
+        np.testing.assert_array_equal(item.target, old(bsd_crop))
+        (own,) = prepare_data(_cfg(val_count=0), clean=[noisy], intensity=rule).train
+        np.testing.assert_array_equal(own.target, old(noisy))
+
+
+def test_as_is_takes_already_mapped_floats_as_they_are(bsd_crop):
+    """Floats already on the engine's scale (a percentile map does not clip: a little outside 0..1)."""
+    from napari_memnet.intensity import choose_intensity
+
+    clean = (bsd_crop.astype(np.float32) - 20) / 220  # about -0.09..1.07
+    noisy = clean + np.random.default_rng(4).normal(0, 0.1, clean.shape).astype(np.float32)
+    assert noisy.min() < 0 and noisy.max() > 1
+    (item,) = prepare_data(_cfg(val_count=0), pairs=[(noisy, clean)], intensity="as-is").train
+    np.testing.assert_array_equal(item.input, noisy)
+    np.testing.assert_array_equal(item.target, clean)
+    own = prepare_data(_cfg(val_count=0), clean=[clean], validation=[noisy], intensity="as-is")
+    np.testing.assert_array_equal(own.train[0].target, clean)
+    np.testing.assert_array_equal(own.val[0].target, noisy[24:72, 24:72])  # the centre 48x48 (val_crop)
+    # by default the same floats are mapped again, as restore would map them (by the noisy one's percentiles)
+    (again,) = prepare_data(_cfg(val_count=0), pairs=[(noisy, clean)]).train
+    imap = choose_intensity(noisy)
+    assert imap.mode == "percentile"
+    np.testing.assert_array_equal(again.input, imap.forward(noisy))
+    assert not np.array_equal(again.input, noisy)
+
+
+def test_array_intensity_problems_are_refused_by_name(bsd_crop):
+    noisy, clean = _uint16_pair(bsd_crop)
+    with pytest.raises(ValueError, match="intensity must be 'restore'"):
+        prepare_data(_cfg(val_count=0), pairs=[(noisy, clean)], intensity="unit")
+    with pytest.raises(ValueError) as err:
+        prepare_data(_cfg(val_count=0), pairs=[(noisy.astype(np.float32) / 3000, clean)], intensity="as-is")
+    assert "pair[0]: intensity='as-is' takes float arrays on 0..1 (or uint8), got uint16" in str(err.value)
+    with pytest.raises(ValueError) as err:
+        prepare_data(_cfg(val_count=0), clean=[clean, np.full((64, 64), 900, np.uint16)])
+    assert "image[1]: its 0.1st and 99.9th percentiles are both 900" in str(err.value)
+    assert "image[0]" not in str(err.value)
