@@ -322,3 +322,58 @@ def test_layer_intensities_follow_restore_mapping(photo):
                                "denoise", td.VAL_NONE, 0.2)
     np.testing.assert_allclose(req8.pairs[0][0], (noisy * 255).astype(np.uint8) / 255.0, atol=1e-7)
     assert not req8.notes
+
+
+def test_layer_pairs_use_the_engines_pair_rule(photo):
+    """An 8-bit degraded layer beside a clean layer without that fixed scale: once handed over raw
+    (a float clean layer trained 300x too bright, a uint16 one divided by 65535), now one scale or refused."""
+    from napari.layers import Image
+
+    from napari_memnet.training.config import TrainConfig
+
+    noisy, clean = noisy_pair(photo)
+    d8 = np.round(noisy * 255).astype(np.uint8)
+    with pytest.raises(ValueError) as err:  # a float clean layer on 0..300: refused, naming the layers
+        td.from_layer_pairs([(Image(d8, name="d8"), Image(clean * 300, name="c300"))], "denoise", td.VAL_NONE, 0.2)
+    msg = str(err.value)
+    assert "'d8' \u2192 'c300': the degraded image is uint8 on the 8-bit (0..255) scale" in msg
+    assert "float32 with values" in msg
+    # uint16 layers, the degraded one within 0..255 (8-bit to restore), the clean one a little over:
+    # the clean layer takes the degraded layer's map (x / 255), and the engine keeps it as it is
+    d16 = d8.astype(np.uint16)
+    c16 = np.round(clean * 300).astype(np.uint16)
+    req = td.from_layer_pairs([(Image(d16, name="d16"), Image(c16, name="c16"))], "denoise", td.VAL_NONE, 0.2)
+    assert req.intensity == "as-is"
+    np.testing.assert_array_equal(req.pairs[0][0], d16.astype(np.float32) / 255)
+    np.testing.assert_array_equal(req.pairs[0][1], c16.astype(np.float32) / 255)
+    config = TrainConfig(task="denoise", levels=(25, 25), patch_size=24, val_count=0)
+    (item,) = td.check_request(req, config).train
+    np.testing.assert_array_equal(item.input, req.pairs[0][0])
+    np.testing.assert_array_equal(item.target, req.pairs[0][1])
+
+
+def test_held_out_region_shares_its_layers_map(photo):
+    """A uint16 pair is mapped whole by the degraded layer's percentiles, then split: the training part
+    and the held-out region reach the engine on that one map (not re-mapped by their own percentiles)."""
+    from napari.layers import Image
+
+    from napari_memnet.intensity import choose_intensity
+    from napari_memnet.training.config import TrainConfig
+
+    noisy = photo + np.random.default_rng(3).normal(0, 0.08, photo.shape)  # unclipped, as a camera records
+    deg16 = np.round(noisy * 3000 + 500).astype(np.uint16)
+    cln16 = np.round(photo * 3000 + 500).astype(np.uint16)
+    req = td.from_layer_pairs([(Image(deg16, name="d"), Image(cln16, name="c"))], "denoise", td.VAL_REGION, 0.25)
+    imap = choose_intensity(deg16)
+    assert imap.mode == "percentile"
+    whole_in, whole_tg = imap.forward(deg16), imap.forward(cln16)
+    cut = req.pairs[0][0].shape[1]  # 96x112: the longer axis (x) is split
+    assert req.validation[0][0].shape[1] == 112 - cut
+    config = TrainConfig(task="denoise", levels=(25, 25), patch_size=24, val_crop=0)
+    data = td.check_request(req, config)
+    (item,), (val,) = data.train, data.val
+    np.testing.assert_array_equal(item.input, whole_in[:, :cut])
+    np.testing.assert_array_equal(item.target, whole_tg[:, :cut])
+    np.testing.assert_array_equal(val.input, whole_in[:, cut:])
+    np.testing.assert_array_equal(val.target, whole_tg[:, cut:])
+    assert choose_intensity(deg16[:, cut:]) != imap  # the region's own percentiles would differ

@@ -14,10 +14,13 @@ or none. The engine (``napari_memnet.training.data.prepare_data``) checks
 everything; ``check_request`` runs it and rewrites its ``pair[i]``/``image[i]``
 names into the layer names the user sees.
 
-Layer intensities are mapped to 0..1 the way ``restore`` maps its input
-(``napari_memnet.intensity``: 8-bit /255, 0..1 floats as they are, anything else
-by percentiles), the map chosen from the degraded layer of a pair and applied to
-both, so a fine-tuned model meets at restore time the intensities it trained on.
+Layer intensities are mapped to 0..1 the way ``restore`` maps its input, by the
+engine's own rule for images and pairs (``napari_memnet.training.intensity_maps``:
+8-bit /255, 0..1 floats as they are, anything else by percentiles; for a pair the
+map of the degraded layer, applied to both), so a fine-tuned model meets at
+restore time the intensities it trained on. Each layer is mapped whole BEFORE a
+held-out region is split off, so both parts share one map; the mapped planes go
+to the engine with ``intensity="as-is"`` (already on its scale).
 """
 
 from __future__ import annotations
@@ -60,6 +63,7 @@ class DataRequest:
     levels: tuple | None = None  # fixed by the data (SR pair scale), else None
     preview_origin: tuple | None = None  # (layer, (y, x)) of the first validation image
     notes: list = field(default_factory=list)  # things worth telling the user (not errors)
+    intensity: str = "restore"  # the engine's rule for arrays: "as-is" once the layers are mapped here
 
 
 def parse_levels(text: str, task: str) -> tuple:
@@ -96,29 +100,36 @@ def layer_plane(layer, world_point=None) -> np.ndarray:
     return np.array(layer.data)
 
 
-def to_restore_scale(*planes: np.ndarray, name: str = "", notes: list | None = None) -> list[np.ndarray]:
-    """Map planes to 0..1 exactly as ``restore`` maps its input (``napari_memnet.intensity``).
+def _note_percentiles(imap, name: str, notes: list | None) -> None:
+    if imap.mode == "percentile" and notes is not None:
+        notes.append(f"{name} is neither 8-bit nor 0..1: intensities mapped by its 0.1/99.9th percentiles "
+                     f"({imap.low:.4g}..{imap.high:.4g} -> 0..1), as Restore does")
 
-    The map is chosen from the FIRST plane (the degraded one of a pair: that is what
-    Restore will see). If it needs percentiles, the other planes (the clean one) are
-    in the same unknown units and get the same map; otherwise each 8-bit or 0..1
-    plane maps by its own rule and anything else is left to the engine (floats as
-    they are). Planes with NaN/inf are returned unchanged, for the engine's checks."""
-    from ..intensity import choose_intensity
 
-    if not all(np.isfinite(p).all() for p in planes if p.dtype.kind == "f"):
-        return list(planes)
-    imap = choose_intensity(planes[0])
-    if imap.mode == "percentile":
-        if notes is not None:
-            notes.append(f"{name} is neither 8-bit nor 0..1: intensities mapped by its 0.1/99.9th percentiles "
-                         f"({imap.low:.4g}..{imap.high:.4g} -> 0..1), as Restore does")
-        return [imap.forward(p) for p in planes]
-    out = [imap.forward(planes[0])]
-    for plane in planes[1:]:
-        own = choose_intensity(plane)
-        out.append(own.forward(plane) if own.mode != "percentile" else plane)
-    return out
+def map_pair(degraded: np.ndarray, clean: np.ndarray, name: str = "",
+             notes: list | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A (degraded, clean) plane pair on 0..1 as ``restore`` will map the degraded one,
+    by the engine's rule for pairs (``training.intensity_maps.pair_intensity``): the
+    degraded plane's map, also applied to the clean plane unless that has a fixed
+    scale of its own. ValueError where the two cannot be put on one scale (an 8-bit
+    degraded layer beside a float clean layer of another range, a constant layer
+    that is neither 8-bit nor 0..1). Planes with NaN/inf are left for the engine's checks."""
+    from ..training.intensity_maps import apply_intensity, pair_intensity
+
+    dmap, cmap = pair_intensity(degraded, clean)
+    _note_percentiles(dmap, name, notes)
+    return apply_intensity(degraded, dmap), apply_intensity(clean, cmap)
+
+
+def map_image(plane: np.ndarray, name: str = "", notes: list | None = None) -> np.ndarray:
+    """A clean plane on 0..1 by its own map, as ``restore`` would map it
+    (``training.intensity_maps.image_intensity``); ValueError for a constant plane
+    that is neither 8-bit nor 0..1."""
+    from ..training.intensity_maps import apply_intensity, image_intensity
+
+    imap = image_intensity(plane)
+    _note_percentiles(imap, name, notes)
+    return apply_intensity(plane, imap)
 
 
 def _spatial(arr: np.ndarray) -> tuple[int, int]:
@@ -166,10 +177,18 @@ def from_layer_pairs(pairs, task: str, validation: str, fraction: float, world_p
     if problems:
         raise ValueError(_report(problems))
     notes: list[str] = []
-    arrays = [tuple(to_restore_scale(d, c, name=repr(p[0].name), notes=notes)) for (d, c), p in zip(arrays, pairs)]
+    mapped = []
+    for (d, c), (deg, _cln), label in zip(arrays, pairs, names.values()):
+        try:
+            mapped.append(map_pair(d, c, name=repr(deg.name), notes=notes))
+        except ValueError as exc:
+            problems.append(f"{label}: {exc}")
+    if problems:
+        raise ValueError(_report(problems))
+    arrays = mapped
     scales = {_sr_scale(d, c) for d, c in arrays} if task == "sr" else {1}
     levels = (scales.pop(),) if task == "sr" and len(scales) == 1 and 1 not in scales else None
-    req = DataRequest(SOURCE_LAYER_PAIRS, names=names, levels=levels, notes=notes,
+    req = DataRequest(SOURCE_LAYER_PAIRS, names=names, levels=levels, notes=notes, intensity="as-is",
                       description="napari layer pairs: " + ", ".join(names.values()))
     registered = all(_spatial(d) == _spatial(c) or (task == "sr" and _sr_scale(d, c) > 1) for d, c in arrays)
     if validation == VAL_REGION and registered:  # unregistered pairs go whole: the engine names their sizes
@@ -209,8 +228,16 @@ def from_clean_layers(layers, validation: str, fraction: float, world_point=None
     if problems:
         raise ValueError(_report(problems))
     notes: list[str] = []
-    planes = [to_restore_scale(p, name=repr(la.name), notes=notes)[0] for p, la in zip(planes, layers)]
-    req = DataRequest(SOURCE_CLEAN_LAYERS, names=names, notes=notes,
+    mapped = []
+    for plane, layer in zip(planes, layers):
+        try:
+            mapped.append(map_image(plane, name=repr(layer.name), notes=notes))
+        except ValueError as exc:
+            problems.append(f"{layer.name!r}: {exc}")
+    if problems:
+        raise ValueError(_report(problems))
+    planes = mapped
+    req = DataRequest(SOURCE_CLEAN_LAYERS, names=names, notes=notes, intensity="as-is",
                       description="napari clean layers: " + ", ".join(repr(la.name) for la in layers))
     if validation == VAL_REGION:
         train, val = [], []
@@ -295,7 +322,7 @@ def check_request(request: DataRequest, config):
     need = crop_size(config.task, config.patch_size, config.levels, request.pairs is not None)
     try:
         data = prepare_data(config, clean=request.clean, pairs=request.pairs,
-                            validation=request.validation, min_size=need)
+                            validation=request.validation, min_size=need, intensity=request.intensity)
     except ValueError as exc:
         raise ValueError(rename(str(exc), request.names)) from None
     data.description = request.description
