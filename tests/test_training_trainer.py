@@ -159,7 +159,10 @@ def test_red30_trains_with_the_plain_loss(images, tmp_path):
     events = list(Trainer(cfg, clean=images).run())
     steps = [e for e in events if isinstance(e, ev.Step)]
     assert len(steps) == 3 and all(e.branch_losses == [] and e.branch_weights == [] for e in steps)
+    # no BatchNorm in RED30: the default recalibration (recalibrate_batches=20) has nothing to do
+    assert not any(isinstance(e, ev.BatchNormRecalibrated) for e in events) and isinstance(events[-1], ev.Finished)
     from napari_memnet.modelfile import load_model
 
     model = load_model(tmp_path / "red.safetensors")
     assert model.architecture == "red30" and model.card["config"]["layers"] == 4
+    assert "batchnorm_recalibration" not in model.card["training"]
