@@ -7,6 +7,14 @@ Runs the trained network forward (no gradient, weights unchanged) over
 every BatchNorm's running mean/variance to the exact average over them
 (``napari_memnet.training.bn_calibration``), and saves the model again in
 place with its card (the card records the recalibration).
+
+The trainer now does this itself at the end of every run
+(``TrainConfig.recalibrate_batches``, default 20 batches of the run's own
+training batch size; see "BatchNorm recalibration" in docs/training.md), so
+new models need no separate step. This script is kept as the exact record of
+how the shipped weights were made (their cards' ``batchnorm_recalibration``
+names this command); its batches are drawn here (rotations only, batch 32),
+not by the trainer's patch sampler.
 """
 
 from __future__ import annotations
