@@ -19,6 +19,15 @@ def test_defaults_per_task_and_optimizer():
     assert TrainConfig(task="denoise", levels=(0, 10)).resolved_val_levels() == (5.0,)
 
 
+def test_fine_tuning_defaults_to_a_hundredth_of_the_learning_rate():
+    # measured: Adam 1e-2 for 30 steps took memnet-denoise from 23.37 to 21.07-21.99 dB,
+    # 1e-4 to 22.94-23.07 dB (docs/training.md)
+    assert TrainConfig().resolved_lr == 1e-2
+    assert TrainConfig(init="memnet-denoise").resolved_lr == pytest.approx(1e-4)
+    assert TrainConfig(init="memnet-denoise", optimizer="sgd").resolved_lr == pytest.approx(1e-3)
+    assert TrainConfig(init="memnet-denoise", lr=3e-3).resolved_lr == 3e-3
+
+
 def test_bad_settings_are_all_named():
     with pytest.raises(ValueError) as err:
         TrainConfig(task="sr", levels=(2, 2.5), steps=0, optimizer="rmsprop", patch_size=4)

@@ -28,6 +28,9 @@ _PAPER_LEVELS = {"denoise": (15, 25, 50, 70), "sr": (2, 3, 4), "deblock": (10, 2
 DEFAULT_ARCH = {"memnet": {"blocks": 6, "recursions": 6, "channels": 64}, "red30": {"layers": 15, "channels": 64}}
 
 
+FINE_TUNE_LR_FACTOR = 0.01  # default lr when fine-tuning = this x the from-scratch default
+
+
 @dataclass
 class TrainConfig:
     """Settings of one run. ``None`` means "the documented default for this task/optimizer"."""
@@ -56,7 +59,7 @@ class TrainConfig:
     patch_size: int = 31
     multi_supervised: bool = True
     optimizer: str = "adam"
-    lr: float | None = None  # adam 1e-2 (measured fastest, docs/training.md), sgd 0.1
+    lr: float | None = None  # adam 1e-2 (measured fastest, docs/training.md), sgd 0.1; 1/100 of that with init
     lr_min: float = 1e-5
     schedule: str | None = None  # adam: cosine, sgd: step
     lr_step: int | None = None  # step schedule: divide by 10 every lr_step steps (default steps // 3)
@@ -142,7 +145,13 @@ class TrainConfig:
     # ------------------------------------------------------------ resolved defaults
     @property
     def resolved_lr(self) -> float:
-        return self.lr if self.lr is not None else (1e-2 if self.optimizer == "adam" else 0.1)
+        """``lr``, else Adam 1e-2 / SGD 0.1 from scratch and a hundredth of that
+        when fine-tuning (``init`` set): 1e-2 measurably damages a trained model
+        (docs/training.md, "BatchNorm recalibration")."""
+        if self.lr is not None:
+            return self.lr
+        base = 1e-2 if self.optimizer == "adam" else 0.1
+        return base * FINE_TUNE_LR_FACTOR if self.init else base
 
     @property
     def resolved_schedule(self) -> str:
