@@ -195,3 +195,34 @@ def test_recalibrate_batches_in_the_config_and_on_the_command_line(tmp_path):
     assert build_config(args).recalibrate_batches == 40
     args = build_parser().parse_args(["train", "--config", str(toml), "--out-dir", str(tmp_path)])
     assert build_config(args).recalibrate_batches == 0
+
+
+def test_the_train_widgets_last_preview_shows_the_recalibrated_model(train_images, tmp_path):
+    """The widget's worker previews at validations; the final validation comes at the same
+    step as the last scheduled one but after recalibration, so it must preview again."""
+    import threading
+    from dataclasses import asdict
+
+    import numpy as np
+
+    from napari_memnet._widgets.train_data import DataRequest
+    from napari_memnet._widgets.train_job import Preview, train_job
+    from napari_memnet.training.events import BatchNormRecalibrated
+
+    kwargs = {k: v for k, v in asdict(_config(tmp_path, steps=10)).items()}
+    job = train_job(DataRequest(source="folder", clean=train_images), kwargs, resume=False,
+                    stop=threading.Event(), preview_every=5)
+    events = []
+    try:
+        while True:
+            events.append(next(job))
+    except StopIteration as done:
+        outcome = done.value
+    assert outcome.finished is not None and outcome.error is None
+    kinds = [type(e).__name__ for e in events]
+    recal = kinds.index(BatchNormRecalibrated.__name__)
+    previews_after = [e for e in events[recal:] if isinstance(e, Preview)]
+    before = [e for e in events[:recal] if isinstance(e, Preview) and e.step == 10]
+    assert len(previews_after) == 1 and previews_after[0].step == 10 and len(before) == 1
+    # the two step-10 previews differ: the second shows the recalibrated statistics
+    assert not np.array_equal(before[0].data, previews_after[0].data)

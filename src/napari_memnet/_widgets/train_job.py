@@ -70,7 +70,7 @@ def train_job(request: DataRequest, config_kwargs: dict, *, resume: bool, stop: 
               preview_every: int = 0):
     """Worker generator: yields events, returns a ``JobOutcome`` (see the module docstring)."""
     from ..training.config import TrainConfig
-    from ..training.events import Failed, Finished, Step, Validation
+    from ..training.events import BatchNormRecalibrated, Failed, Finished, Step, Validation
     from ..training.trainer import Trainer
 
     start = time.perf_counter()
@@ -90,6 +90,8 @@ def train_job(request: DataRequest, config_kwargs: dict, *, resume: bool, stop: 
             finished = event
         elif isinstance(event, Failed):
             return JobOutcome(error=event.error, seconds=time.perf_counter() - start)
+        elif isinstance(event, BatchNormRecalibrated):
+            last_preview = None  # the model changed at the same step: the final validation previews it again
         want = (isinstance(event, Validation)
                 or (isinstance(event, Step) and preview_every > 0 and event.step % preview_every == 0))
         if item is not None and want and event.step != last_preview:
