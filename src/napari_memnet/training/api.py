@@ -7,11 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 from .config import TrainConfig
-from .data import prepare_data
 from .events import Failed, Finished, TrainingEvent
 from .intensity_maps import RESTORE, check_rule
-from .sampler import crop_size
-from .trainer import Trainer, check_outputs
+from .trainer import Trainer
 
 
 def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architecture: dict | str | None = None,
@@ -84,10 +82,9 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
                       multi_supervised=multi_supervised, device=device, out_dir=str(Path(out_dir)),
                       model_dir=str(model_dir) if model_dir is not None else None, **config)
     check_rule(intensity)
-    check_outputs(cfg, resume=bool(resume), overwrite=bool(overwrite))  # before the data is read
-    need = crop_size(cfg.task, cfg.patch_size, cfg.levels, pairs is not None or bool(cfg.pairs_input_dir))
-    data = prepare_data(cfg, clean, pairs, val_source, min_size=need, intensity=intensity)
-    trainer = Trainer(cfg, data=data, resume=bool(resume), stop=stop, overwrite=bool(overwrite))
+    # the Trainer applies check_outputs before it reads any data
+    trainer = Trainer(cfg, clean=clean, pairs=pairs, validation=val_source, intensity=intensity,
+                      resume=bool(resume), stop=stop, overwrite=bool(overwrite))
     finished = None
     for event in trainer.run():
         if callback is not None:

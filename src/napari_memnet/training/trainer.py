@@ -135,7 +135,7 @@ def level_card(task: str, levels) -> dict:
 class Trainer:
     """One training run. Construction loads and checks the data and builds (or resumes) the model.
 
-    ``clean``/``pairs``/``validation`` as in ``data.prepare_data`` (or ``data=`` an already prepared
+    ``clean``/``pairs``/``validation``/``intensity`` as in ``data.prepare_data`` (or ``data=`` an already prepared
     ``TrainingData``). With ``config.out_dir`` set, an existing checkpoint there is continued when
     ``resume`` is true, replaced (once the new model is saved) when ``overwrite`` is true, and refused
     (ValueError, before the data is read) otherwise; ``resume`` without a checkpoint starts a new run.
@@ -146,7 +146,7 @@ class Trainer:
 
     def __init__(self, config: TrainConfig, *, clean=None, pairs=None, validation=None,
                  data: TrainingData | None = None, resume: bool = False, stop: threading.Event | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, intensity: str = "restore"):
         self.config = cfg = config
         check_outputs(cfg, resume=resume, overwrite=overwrite)
         self.stop_event = stop if stop is not None else threading.Event()
@@ -158,7 +158,8 @@ class Trainer:
         self.channels_last = cfg.channels_last if cfg.channels_last is not None else self.device.type in ("cuda", "cpu")
         pairs_given = pairs is not None or bool(cfg.pairs_input_dir)
         need = crop_size(cfg.task, cfg.patch_size, cfg.levels, pairs_given)
-        self.data = data if data is not None else prepare_data(cfg, clean, pairs, validation, min_size=need)
+        self.data = data if data is not None else prepare_data(cfg, clean, pairs, validation, min_size=need,
+                                                               intensity=intensity)
         seed_everything(cfg.seed)
         self.base_model_name = None
         self.net = self._build_network()
