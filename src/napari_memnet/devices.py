@@ -96,17 +96,19 @@ def bytes_per_pixel(network, precision: str) -> int:
     channels = int(getattr(config, "channels", 64))
     blocks = int(getattr(config, "blocks", 8))
     live = blocks + 1 + 4
+    unshuffle = int(getattr(config, "unshuffle", 1))  # the fast MemNet's maps are 1/s^2 of the image
     element = 4 if precision == "fp32" else 2
     # autocast keeps fp32 copies of some inputs: charge fp32 for the working set
-    return channels * (live * element + 4 * 4)
+    return max(1, channels * (live * element + 4 * 4) // unshuffle**2)
 
 
 def default_tile_size(device, network, precision: str) -> int:
     """The tile core side used when ``tile_size=None``.
 
     CPU: 512 px (about 1.3 GiB of activations for M6R6 C64 with its 74 px
-    halo, keeping peak RSS under 4 GiB), smaller only when half the available
-    RAM cannot hold such a tile. GPU: the largest multiple of 64 whose tile
+    halo, keeping peak RSS under 4 GiB), 512 * s for a space-to-depth network
+    of factor s (the same memory), smaller only when half the available RAM
+    cannot hold such a tile. GPU: the largest multiple of 64 whose tile
     (core + halo) needs at most half the free device memory, between 256 and
     4096. MPS: 1024."""
     import torch
@@ -118,7 +120,9 @@ def default_tile_size(device, network, precision: str) -> int:
         return 1024
     if kind == "cpu":
         side = int((0.5 * available_ram() / per_px) ** 0.5) - 2 * radius
-        return max(64, min(CPU_TILE, side // 32 * 32))
+        # a space-to-depth network's maps are 1/s^2 of the tile: its tiles may be s times larger (fewer halos)
+        unshuffle = int(getattr(getattr(network, "config", None), "unshuffle", 1))
+        return max(64, min(CPU_TILE * unshuffle, side // 32 * 32))
     free, _total = torch.cuda.mem_get_info(torch.device(device))
     side = int((0.5 * free / per_px) ** 0.5) - 2 * radius
     return max(256, min(4096, side // 64 * 64))

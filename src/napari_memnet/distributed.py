@@ -62,6 +62,7 @@ class ModelSpec:
     path: str | None = None
     weights: bytes | None = field(default=None, repr=False)
     card: dict | None = field(default=None, repr=False)
+    alignment: int = 1  # blocks start on multiples of this (a space-to-depth network's factor)
 
     def load(self):
         """Load the ``RestorationModel`` this spec describes (no cache)."""
@@ -96,13 +97,14 @@ def model_spec(model=None, task: str | None = None) -> ModelSpec:
         digest = loaded.card.get("weights_sha256") or _sha256(path)
         return ModelSpec(key=f"{digest}:{path.suffix}", name=loaded.name,
                          receptive_radius=loaded.receptive_radius, in_channels=loaded.in_channels,
-                         task=loaded.task, path=str(path))
+                         task=loaded.task, path=str(path), alignment=loaded.alignment)
     from safetensors.torch import save as save_bytes
 
     state = {k: v.detach().to("cpu").contiguous() for k, v in loaded.network.state_dict().items()}
     data = save_bytes(state)
     return ModelSpec(key=_sha256_bytes(data), name=loaded.name, receptive_radius=loaded.receptive_radius,
-                     in_channels=loaded.in_channels, task=loaded.task, weights=data, card=dict(loaded.card))
+                     in_channels=loaded.in_channels, task=loaded.task, weights=data, card=dict(loaded.card),
+                     alignment=loaded.alignment)
 
 
 # ------------------------------------------------------------------ per-process model cache

@@ -178,6 +178,7 @@ class Engine:
         self.device = resolve_device(device)
         self.precision = resolve_precision(precision, self.device)
         self.halo = int(self.model.receptive_radius)
+        self.align = int(getattr(self.model.network, "alignment", 1))  # tiles on the space-to-depth grid
         network = self.model.network
         was_training = network.training
         module = self.model.inference_module()
@@ -217,7 +218,7 @@ class Engine:
         h, w = plane.shape
         while True:
             try:
-                for tile in tile_grid(h, w, self.tile, self.halo):
+                for tile in tile_grid(h, w, self.tile, self.halo, self.align):
                     if is_cancelled(cancel):
                         raise Cancelled("restoration cancelled")
                     y = self.forward(plane[tile.window_slices])[tile.crop]
@@ -236,7 +237,7 @@ class Engine:
                 yield _RETILED
 
     def tiles_per_plane(self, h: int, w: int) -> int:
-        return count_tiles(h, w, self.tile)
+        return count_tiles(h, w, self.tile, self.align)
 
 
 # ---------------------------------------------------------------------------- public API

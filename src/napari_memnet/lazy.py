@@ -283,9 +283,9 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
         raise ValueError(f"model {spec.name!r} was made for task {spec.task!r}, not {task!r}")
     if spec.in_channels != 1:
         raise ValueError(f"model {spec.name!r} takes {spec.in_channels} channels; lazy restoration needs a gray model")
-    halo = halo_for(spec.receptive_radius, s)
+    halo = halo_for(spec.receptive_radius, s, spec.alignment)
     norms = channel_normalizations(arr, axes, rgb, normalization, scheduler=scheduler)
-    arr = arr.rechunk(choose_chunks(arr.shape, axes, halo, device=device, chunks=chunks))
+    arr = arr.rechunk(choose_chunks(arr.shape, axes, halo, device=device, chunks=chunks, align=spec.alignment))
     out_chunks = tuple(tuple(c * s for c in cs) if ax in "YX" else cs for ax, cs in zip(axes, arr.chunks))
     out_dtype = output_dtype(arr.dtype)
     if tile_size is not None and (isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer))

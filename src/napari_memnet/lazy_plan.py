@@ -166,13 +166,15 @@ def _default_yx_chunk(device: str) -> int:
     return CPU_CHUNK if kind == "cpu" else GPU_CHUNK
 
 
-def choose_chunks(shape: tuple, axes: str, halo: int, *, device: str = "auto", chunks=None) -> tuple:
+def choose_chunks(shape: tuple, axes: str, halo: int, *, device: str = "auto", chunks=None,
+                  align: int = 1) -> tuple:
     """Input chunks: ``chunks`` (int for Y/X, or a tuple/dict per axis) or the
     default (1024 px on CPU, 2048 on GPU, along Y/X; 1 along stack axes; all
     channels together). The grid is regular (all chunks equal but the last),
     so it maps onto a zarr chunk grid; no Y/X chunk is smaller than the halo
     (dask's overlap needs it): the size grows by a few pixels when the last
-    chunk would be too short."""
+    chunk would be too short. Y/X chunk sizes are multiples of ``align`` (a
+    space-to-depth network's factor), so every block starts on its grid."""
     if chunks is None:
         yx = _default_yx_chunk(device)
         wanted = {ax: (yx if ax in "YX" else (n if ax == "C" else 1)) for ax, n in zip(axes, shape)}
@@ -196,8 +198,9 @@ def choose_chunks(shape: tuple, axes: str, halo: int, *, device: str = "auto", c
             raise ValueError("the channel axis C must be one chunk")
         if ax in "YX":
             size = max(size, min(n, halo))
+            size = min(n, -(-size // align) * align)
             while n % size and n % size < halo:  # keep the grid regular, the last chunk >= halo
-                size += 1
+                size = min(n, size + align)
             out.append(tuple([size] * (n // size) + ([n % size] if n % size else [])))
         else:
             out.append(tuple([size] * (n // size) + ([n % size] if n % size else [])))
@@ -209,11 +212,10 @@ def is_lazy_input(image) -> bool:
     return is_dask_array(image) or (type(image).__module__.startswith("zarr") and hasattr(image, "chunks"))
 
 
-def halo_for(radius: int, scale: int) -> int:
-    """Y/X halo in input pixels for a model of receptive radius ``radius``."""
-    if scale == 1:
-        return int(radius)
-    return int(math.ceil(radius / scale)) + 3
+def halo_for(radius: int, scale: int, align: int = 1) -> int:
+    """Y/X halo in input pixels for a model of receptive radius ``radius`` (a multiple of ``align``)."""
+    halo = int(radius) if scale == 1 else int(math.ceil(radius / scale)) + 3
+    return -(-halo // align) * align
 
 
 # ------------------------------------------------------------------ the plan of one block

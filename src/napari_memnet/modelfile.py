@@ -85,6 +85,11 @@ class RestorationModel:
     def in_channels(self) -> int:
         return int(self.network.in_channels)
 
+    @property
+    def alignment(self) -> int:
+        """Tiles and chunks start on multiples of this (1 but for a space-to-depth network)."""
+        return int(getattr(self.network, "alignment", 1))
+
     def inference_module(self):
         """The eval-mode form used for restoration (BatchNorm folded)."""
         from .models import inference_module

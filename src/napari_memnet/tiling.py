@@ -7,6 +7,10 @@ sees exactly the context it sees in the untiled image (the network zero-pads
 only at the real image border, which is also where the tile ends), so the
 stitched result equals the untiled one up to float rounding. Cores are
 balanced: a side of n pixels is cut into ceil(n / tile) nearly equal parts.
+
+With ``align`` = a > 1 (a space-to-depth network, which is equivariant only to
+shifts by multiples of a) every cut and the halo are multiples of a, so every
+window starts on the a-grid of the image, as the untiled image does.
 """
 
 from __future__ import annotations
@@ -41,27 +45,38 @@ class Tile:
         return slice(y0, y1), slice(x0, x1)
 
 
-def _cuts(n: int, tile: int) -> list[tuple[int, int]]:
+def _cuts(n: int, tile: int, align: int = 1) -> list[tuple[int, int]]:
+    if align > 1:
+        tile = max(align, tile // align * align)
     parts = max(1, math.ceil(n / tile))
-    edges = [round(i * n / parts) for i in range(parts + 1)]
-    return [(edges[i], edges[i + 1]) for i in range(parts)]
+    edges = [min(n, round(i * n / parts / align) * align) for i in range(parts)] + [n]
+    cuts = [(edges[i], edges[i + 1]) for i in range(parts)]
+    return [c for c in cuts if c[1] > c[0]]
 
 
-def tile_grid(height: int, width: int, tile: int, halo: int) -> list[Tile]:
-    """Row-major tiles covering a ``height`` x ``width`` plane."""
+def align_up(value: int, align: int) -> int:
+    """The smallest multiple of ``align`` that is >= ``value``."""
+    return -(-int(value) // align) * align
+
+
+def tile_grid(height: int, width: int, tile: int, halo: int, align: int = 1) -> list[Tile]:
+    """Row-major tiles covering a ``height`` x ``width`` plane (cuts and halo on the ``align`` grid)."""
     if height < 1 or width < 1:
         raise ValueError(f"a plane must be at least 1x1, got {height}x{width}")
     if not isinstance(tile, int) or tile < 1:
         raise ValueError(f"tile size must be a positive integer, got {tile!r}")
     if halo < 0:
         raise ValueError(f"halo must be >= 0, got {halo}")
+    if not isinstance(align, int) or align < 1:
+        raise ValueError(f"tile alignment must be a positive integer, got {align!r}")
+    halo = align_up(halo, align)
     tiles = []
-    for y0, y1 in _cuts(height, tile):
-        for x0, x1 in _cuts(width, tile):
+    for y0, y1 in _cuts(height, tile, align):
+        for x0, x1 in _cuts(width, tile, align):
             window = (max(0, y0 - halo), min(height, y1 + halo), max(0, x0 - halo), min(width, x1 + halo))
             tiles.append(Tile((y0, y1, x0, x1), window))
     return tiles
 
 
-def count_tiles(height: int, width: int, tile: int) -> int:
-    return max(1, math.ceil(height / tile)) * max(1, math.ceil(width / tile))
+def count_tiles(height: int, width: int, tile: int, align: int = 1) -> int:
+    return len(_cuts(height, tile, align)) * len(_cuts(width, tile, align))

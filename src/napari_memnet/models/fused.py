@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .conv_accumulate import Workspace, affine_relu_into, conv_add_
-from .memnet import MemNet
+from .memnet import MemNet, depth_to_space, space_to_depth
 
 
 def _affine_of(bn: nn.BatchNorm2d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -99,6 +99,7 @@ class FusedMemNet(nn.Module):
     # the same facts as the network it was folded from (they read self.config)
     receptive_radius = MemNet.receptive_radius
     in_channels = MemNet.in_channels
+    alignment = MemNet.alignment
 
     def _block(self, bp, long_term: list[torch.Tensor]) -> torch.Tensor:
         gp = bp.gate_parts
@@ -123,9 +124,14 @@ class FusedMemNet(nn.Module):
 
     @torch.no_grad()
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type == "cpu" and x.dtype == torch.float32 and not _cpu_autocast_enabled():
-            return self.forward_in_workspace(x)
-        return self.forward_allocating(x)
+        s = self.config.unshuffle
+        h, w = x.shape[-2:]
+        z = space_to_depth(x, s)  # the fast MemNet's blocks run on the unshuffled image (memnet.py)
+        if z.device.type == "cpu" and z.dtype == torch.float32 and not _cpu_autocast_enabled():
+            y = self.forward_in_workspace(z)
+        else:
+            y = self.forward_allocating(z)
+        return depth_to_space(y, s, h, w)
 
     def forward_allocating(self, x: torch.Tensor) -> torch.Tensor:
         """The forward with a fresh tensor per op (CUDA, MPS, autocast)."""

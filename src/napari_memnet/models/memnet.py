@@ -20,6 +20,16 @@ accumulates part by part and never materialises the (m+R)*C-channel tensor;
 training and in eval mode.
 
 Images are float tensors (N, in_channels, H, W) on the 0..1 intensity scale.
+
+Space-to-depth (``unshuffle`` = s > 1, the fast MemNet): the memory blocks run
+on the pixel-unshuffled image, s*s*in_channels channels at H/s x W/s (the
+image is first padded by edge replication to a multiple of s), f_rec returns
+s*s*in_channels channels, and the result is pixel-shuffled back and cropped.
+Since pixel (un)shuffle is a permutation, x + shuffle(f_rec(B)) equals
+shuffle(unshuffle(x) + f_rec(B)): the residual to the input is the paper's.
+The blocks cost 1/s^2 of the paper net's FLOPs per image pixel at the same C.
+A model with s > 1 is translation-equivariant only for shifts that are
+multiples of s, so tiles and chunks start on multiples of ``alignment`` (= s).
 """
 
 from __future__ import annotations
@@ -40,15 +50,50 @@ class MemNetConfig:
     recursions: int = 6  # R
     channels: int = 64  # C
     multi_supervised: bool = True
+    unshuffle: int = 1  # s: space-to-depth factor of the fast MemNet (1: the paper's net)
 
     def __post_init__(self):
-        for name in ("in_channels", "blocks", "recursions", "channels"):
+        for name in ("in_channels", "blocks", "recursions", "channels", "unshuffle"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"MemNet {name} must be a positive integer, got {value!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def inner_channels(self) -> int:
+        """Channels the memory blocks see: in_channels * s * s."""
+        return self.in_channels * self.unshuffle**2
+
+
+def space_to_depth(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Pad (edge replication) H and W up to multiples of ``s``, then pixel-unshuffle."""
+    if s == 1:
+        return x
+    h, w = x.shape[-2:]
+    ph, pw = -h % s, -w % s
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return F.pixel_unshuffle(x, s)
+
+
+def depth_to_space(y: torch.Tensor, s: int, h: int, w: int) -> torch.Tensor:
+    """Pixel-shuffle back and crop to ``h`` x ``w`` (the inverse of ``space_to_depth``)."""
+    if s == 1:
+        return y
+    return F.pixel_shuffle(y, s)[..., :h, :w]
+
+
+def receptive_radius_of(config: MemNetConfig) -> int:
+    """Image pixels of context each side that can influence one output pixel.
+
+    Paper net: 1 (f_ext) + 2R per block + 1 (f_rec). With s > 1 the radius r in
+    the unshuffled grid becomes s * (r + 1) image pixels: a multiple of s (tiles
+    start on the s-grid) that also covers the position of a pixel inside its cell."""
+    r = 1 + config.blocks * 2 * config.recursions + 1
+    s = config.unshuffle
+    return r if s == 1 else s * (r + 1)
 
 
 def accumulate(acc: torch.Tensor, term: torch.Tensor) -> torch.Tensor:
@@ -201,10 +246,11 @@ class MemNet(nn.Module):
         self.config = config
         c, m, r = config.channels, config.blocks, config.recursions
         self.gate_mode = "sum"
-        self.extract = FeatureExtraction(config.in_channels, c)
+        inner = config.inner_channels
+        self.extract = FeatureExtraction(inner, c)
         self.blocks = nn.ModuleList(MemoryBlock(i + 1, c, r) for i in range(m))
         branches = m if config.multi_supervised else 1
-        self.reconstruct = Reconstruction(c, config.in_channels, branches)
+        self.reconstruct = Reconstruction(c, inner, branches)
         if config.multi_supervised:
             self.branch_weights = nn.Parameter(torch.full((m,), 1.0 / m))
         else:
@@ -215,7 +261,12 @@ class MemNet(nn.Module):
     @property
     def receptive_radius(self) -> int:
         """Pixels of context each side that influence one output pixel."""
-        return 1 + self.config.blocks * 2 * self.config.recursions + 1
+        return receptive_radius_of(self.config)
+
+    @property
+    def alignment(self) -> int:
+        """Tiles must start on multiples of this (the space-to-depth factor)."""
+        return self.config.unshuffle
 
     @property
     def in_channels(self) -> int:
@@ -246,6 +297,18 @@ class MemNet(nn.Module):
             raise ValueError(
                 f"MemNet expects (N, {self.config.in_channels}, H, W) input, got {tuple(x.shape)}"
             )
+        s = self.config.unshuffle
+        if s == 1:
+            return self._forward_inner(x, return_branches)
+        h, w = x.shape[-2:]
+        out = self._forward_inner(space_to_depth(x, s), return_branches)
+        if not return_branches:
+            return depth_to_space(out, s, h, w)
+        final, branches = out
+        return depth_to_space(final, s, h, w), [depth_to_space(b, s, h, w) for b in branches]
+
+    def _forward_inner(self, x: torch.Tensor, return_branches: bool):
+        """The paper's network on ``x`` (already unshuffled when s > 1)."""
         if not self.config.multi_supervised:
             b_last = None
             for b_last in self.features(x):
