@@ -42,6 +42,8 @@ def register(sub) -> None:
     a("--recursions", type=int, help="MemNet recursions R")
     a("--channels", type=int, help="filters per layer")
     a("--layers", type=int, help="RED30 convolution layers")
+    a("--unshuffle", type=int, metavar="S",
+      help="fast MemNet: run the memory blocks on the S x S pixel-unshuffled image (1: the paper's net)")
     a("--init", help="start from this model (name or path) instead of a fresh network")
     a("--steps", type=int)
     a("--batch", dest="batch_size", type=int)
@@ -55,6 +57,11 @@ def register(sub) -> None:
     a("--weight-decay", type=float)
     a("--clip", type=float, help="gradient norm clip")
     a("--plain-loss", action="store_true", default=None, help="euclidean loss on the final output only")
+    a("--loss", choices=("l2", "l1", "charbonnier"), help="pixel loss (default l2, the paper's)")
+    a("--ema", type=float, metavar="DECAY",
+      help="keep an exponential moving average of the weights (e.g. 0.999); it is validated and saved")
+    a("--minutes", type=float, help="wall-clock budget of this invocation: stop cleanly after it (--resume continues)")
+    a("--checkpoint-minutes", type=float, help="also checkpoint after this many minutes (default 10)")
     a("--seed", type=int)
     a("--device", help="auto, cpu, cuda, cuda:1, mps")
     a("--precision", choices=("auto", "fp32", "bf16"))
@@ -86,14 +93,15 @@ _CONFIG_KEYS = ("task", "levels", "architecture", "init", "steps", "batch_size",
                 "lr_min", "schedule", "lr_step", "warmup_steps", "weight_decay", "clip", "seed", "device", "precision",
                 "channels_last", "compile", "threads", "out_dir", "name", "checkpoint_every", "validate_every",
                 "log_every", "recalibrate_batches", "val_dir", "val_count", "val_fraction", "val_crop", "val_levels",
-                "clean_dir")
+                "clean_dir", "loss", "ema", "minutes", "checkpoint_minutes")
 
 
 def build_config(args):
     from ..training.config import TrainConfig, load_config
 
     overrides = {k: getattr(args, k) for k in _CONFIG_KEYS if getattr(args, k, None) is not None}
-    arch = {k: getattr(args, k) for k in ("blocks", "recursions", "channels", "layers") if getattr(args, k) is not None}
+    arch = {k: getattr(args, k) for k in ("blocks", "recursions", "channels", "layers", "unshuffle")
+            if getattr(args, k) is not None}
     if args.pairs:
         overrides["pairs_input_dir"], overrides["pairs_target_dir"] = args.pairs
     if args.val_pairs:
@@ -108,7 +116,8 @@ def build_config(args):
         overrides.setdefault("arch", arch)
         cfg = TrainConfig(**overrides)
     if cfg.init and arch:
-        raise ValueError("--init takes the architecture from the base model; drop --blocks/--recursions/--channels/--layers")
+        raise ValueError("--init takes the architecture from the base model; "
+                         "drop --blocks/--recursions/--channels/--layers/--unshuffle")
     if not cfg.out_dir:
         raise ValueError("--out-dir is required (checkpoints and events.jsonl go there)")
     cfg.model_dir = None if args.install else (cfg.model_dir or cfg.out_dir)
@@ -138,6 +147,8 @@ def describe(event) -> str | None:
         return f"validation at step {event.step}: PSNR {event.psnr:.3f} dB (input {event.baseline_psnr:.3f})  [{levels}]"
     if isinstance(event, ev.CheckpointSaved):
         return f"checkpoint saved at step {event.step}: {event.path}"
+    if isinstance(event, ev.BestModelSaved):
+        return f"best validation so far ({event.psnr:.3f} dB at step {event.step}): model saved to {event.path}"
     if isinstance(event, ev.BatchNormRecalibrated):
         return (f"BatchNorm statistics recalibrated at step {event.step}: {event.layers} layers over "
                 f"{event.batches} batches of {event.batch_size} ({event.seconds:.1f} s)")
@@ -170,7 +181,8 @@ def run(args) -> int:
     finally:
         printer.close()
         if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+            signal.signal(signal.SIGINT, previous[0])
+            signal.signal(signal.SIGTERM, previous[1])
     return 1 if failed else 0
 
 
@@ -222,4 +234,5 @@ def _stop_on_interrupt(trainer):
         print("stopping after the current step (Ctrl-C again to abort)...", file=sys.stderr, flush=True)
         trainer.request_stop()
 
-    return signal.signal(signal.SIGINT, handler)
+    # SIGTERM (`timeout`, a job scheduler): the same clean stop
+    return signal.signal(signal.SIGINT, handler), signal.signal(signal.SIGTERM, handler)

@@ -73,8 +73,9 @@ def _join_optimizer(meta: dict, tensors: dict) -> dict:
 
 
 def save_checkpoint(path: str | os.PathLike, *, model, optimizer, step: int, config: dict,
-                    sampler=None, extra: dict | None = None) -> Path:
-    """Write everything needed to continue the run to ``path`` (atomically)."""
+                    sampler=None, extra: dict | None = None, ema=None) -> Path:
+    """Write everything needed to continue the run to ``path`` (atomically); ``ema``: a
+    ``WeightAverage`` whose averaged weights are kept too."""
     from safetensors.torch import save_file
 
     path = Path(path)
@@ -89,6 +90,9 @@ def save_checkpoint(path: str | os.PathLike, *, model, optimizer, step: int, con
         s_meta, s_tensors = sampler.state_dict()
         meta["sampler"] = s_meta
         tensors.update({f"sampler.{k}": v for k, v in s_tensors.items()})
+    if ema is not None:
+        meta["ema_updates"] = ema.updates
+        tensors.update({f"ema.{k}": v for k, v in ema.state_dict().items()})
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={_META_KEY: json.dumps(meta)})
@@ -116,14 +120,19 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     return tensors, meta
 
 
-def load_checkpoint(path, *, model, optimizer=None, sampler=None, restore_rng_state: bool = True) -> dict:
-    """Fill ``model``/``optimizer``/``sampler`` (and the global RNGs) from ``path``; return the JSON part."""
+def load_checkpoint(path, *, model, optimizer=None, sampler=None, restore_rng_state: bool = True, ema=None) -> dict:
+    """Fill ``model``/``optimizer``/``sampler``/``ema`` (and the global RNGs) from ``path``; return the JSON part.
+
+    An ``ema`` given for a checkpoint without one starts from the checkpoint's weights."""
     tensors, meta = read_checkpoint(path)
     state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{path}: checkpoint does not fit this network: {str(exc).splitlines()[0]}") from None
+    if ema is not None:
+        ema_state = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+        ema.load_state_dict(ema_state or state, int(meta.get("ema_updates", 0)))
     if optimizer is not None:
         optimizer.load_state_dict(_join_optimizer(meta["optimizer"], tensors))
     if sampler is not None and "sampler" in meta:

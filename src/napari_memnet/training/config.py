@@ -21,6 +21,7 @@ TASKS = ("denoise", "sr", "deblock")
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+LOSSES = ("l2", "l1", "charbonnier")
 
 DEFAULT_LEVELS = {"denoise": (0.0, 75.0), "sr": (2, 3, 4), "deblock": (5, 50)}
 # validation levels are the paper's test levels that fall inside the training range
@@ -58,6 +59,7 @@ class TrainConfig:
     batch_size: int = 16
     patch_size: int = 31
     multi_supervised: bool = True
+    loss: str = "l2"  # l2 (the paper's Euclidean loss), l1, charbonnier (sqrt(d^2 + 1e-6))
     optimizer: str = "adam"
     lr: float | None = None  # adam 1e-2 (measured fastest, docs/training.md), sgd 0.1; 1/100 of that with init
     lr_min: float = 1e-5
@@ -78,6 +80,9 @@ class TrainConfig:
     out_dir: str | None = None  # checkpoints + events.jsonl
     model_dir: str | None = None  # where the final model goes (None: the user model folder)
     checkpoint_every: int = 500
+    checkpoint_minutes: float = 10.0  # also a checkpoint after this much wall-clock time since the last one
+    minutes: float | None = None  # wall-clock budget of this invocation: stop cleanly after it (resume continues)
+    ema: float = 0.0  # decay of an exponential moving average of the weights (0: off); the saved model is the EMA
     validate_every: int = 500
     log_every: int = 10  # events.jsonl gets every log_every-th Step event
     # after the last step: BatchNorm running statistics re-estimated over this many training batches
@@ -95,6 +100,14 @@ class TrainConfig:
         problems = []
         if self.task not in TASKS:
             problems.append(f"task must be one of {TASKS}, got {self.task!r}")
+        if self.loss not in LOSSES:
+            problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
+        if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
+            problems.append(f"ema must be a decay in [0, 1) (0: off), got {self.ema!r}")
+        if self.minutes is not None and not (isinstance(self.minutes, (int, float)) and self.minutes > 0):
+            problems.append(f"minutes must be a positive number of minutes (or None), got {self.minutes!r}")
+        if not (isinstance(self.checkpoint_minutes, (int, float)) and self.checkpoint_minutes > 0):
+            problems.append(f"checkpoint_minutes must be a positive number, got {self.checkpoint_minutes!r}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule is not None and self.schedule not in SCHEDULES:

@@ -84,6 +84,16 @@ class CheckpointSaved(TrainingEvent):
 
 
 @dataclass
+class BestModelSaved(TrainingEvent):
+    """A validation beat every earlier one of the run: that model was saved to ``path`` (OUT_DIR/best/)."""
+
+    kind = "best_model"
+    step: int
+    psnr: float
+    path: str
+
+
+@dataclass
 class BatchNormRecalibrated(TrainingEvent):
     """After the last step (or a stop): the BatchNorm running statistics were re-estimated as the
     average over ``batches`` fresh training batches (the saved model has them, the checkpoint not)."""
@@ -119,5 +129,5 @@ class Failed(TrainingEvent):
     error: str  # "ExceptionType: message"
 
 
-__all__ = ["BatchNormRecalibrated", "CheckpointSaved", "Failed", "Finished", "Started", "Step", "TrainingEvent",
+__all__ = ["BatchNormRecalibrated", "BestModelSaved", "CheckpointSaved", "Failed", "Finished", "Started", "Step", "TrainingEvent",
            "Validation"]

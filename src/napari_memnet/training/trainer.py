@@ -45,11 +45,14 @@ import torch
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, prepare_data
+from .ema import WeightAverage
+from .losses import supervised_loss
 from .bn_calibration import batchnorm_layers, recalibrate_batchnorm
-from .events import BatchNormRecalibrated, CheckpointSaved, Failed, Finished, Started, Step, TrainingEvent, Validation
+from .events import BatchNormRecalibrated, BestModelSaved, CheckpointSaved, Failed, Finished, Started, Step, TrainingEvent, Validation
 from .sampler import PatchSampler, crop_size
 
 EVENTS_NAME = "events.jsonl"
+BEST_DIR = "best"  # OUT_DIR/best/NAME.safetensors: the model of the best validation so far
 NEW_RUN_DIR = "new-run"  # an overwriting run's checkpoint and log live here until its model is saved
 # the recalibration batches come from a sampler of their own, seeded config.seed + this: the training
 # sampler's generators (which a resumed run continues) are never drawn from
@@ -175,9 +178,11 @@ class Trainer:
         self.out_dir = Path(cfg.out_dir) if cfg.out_dir else None
         self.resumed = False
         self.overwrite = overwrite
+        self.ema = WeightAverage(self.net, cfg.ema) if cfg.ema else None
         ckpt = self.checkpoint_path
         if resume and ckpt is not None and ckpt.exists():
-            meta = load_checkpoint(ckpt, model=self.net, optimizer=self.optimizer, sampler=self.sampler)
+            meta = load_checkpoint(ckpt, model=self.net, optimizer=self.optimizer, sampler=self.sampler,
+                                   ema=self.ema)
             self.step = int(meta["step"])
             self.history.update(meta.get("extra", {}).get("history", {}))
             self.base_model_name = meta.get("extra", {}).get("base_model", self.base_model_name)
@@ -223,6 +228,11 @@ class Trainer:
         """End after the current step; a checkpoint and the model are saved."""
         self.stop_event.set()
 
+    @property
+    def model_network(self):
+        """The network that is validated and saved: the weight average with ``config.ema``, else the trained one."""
+        return self.ema.network if self.ema is not None else self.net
+
     def parameters_count(self) -> int:
         return sum(p.numel() for p in self.net.parameters())
 
@@ -234,8 +244,6 @@ class Trainer:
 
     def train_step(self) -> dict:
         """One optimisation step; returns the numbers a Step event reports."""
-        from ..models import euclidean_loss, multi_supervised_loss
-
         cfg = self.config
         lr = cfg.lr_at(self.step)
         for group in self.optimizer.param_groups:
@@ -246,9 +254,9 @@ class Trainer:
         with self._autocast():
             if self.multi_supervised:
                 final, branches = self.forward(inp, return_branches=True)
-                loss, branch_losses = multi_supervised_loss(final, branches, tgt)
             else:
-                loss, branch_losses = euclidean_loss(self.forward(inp), tgt), []
+                final, branches = self.forward(inp), None
+            loss, branch_losses = supervised_loss(cfg.loss, final, branches, tgt)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.resolved_clip)
@@ -257,6 +265,8 @@ class Trainer:
             raise FloatingPointError(
                 f"the loss became {loss_value} at step {self.step + 1}: lower the learning rate ({lr:g}) or the gradient clip")
         self.optimizer.step()
+        if self.ema is not None:
+            self.ema.update(self.net)
         self.step += 1
         weights = getattr(self.net, "branch_weights", None)
         return {"loss": loss_value, "branch_losses": [float(b.detach()) for b in branch_losses],
@@ -271,14 +281,15 @@ class Trainer:
 
         t0 = time.perf_counter()
         items = self.data.val
-        was_training = self.net.training
-        self.net.eval()
+        net = self.model_network
+        was_training = net.training
+        net.eval()
         per_level: dict = {}
         model_vals, base_vals = [], []
         try:
             for it in items:
                 x = torch.from_numpy(np.ascontiguousarray(it.input, np.float32))[None, None].to(self.device)
-                y = self.net(x)[0, 0].float().cpu().numpy()
+                y = net(x)[0, 0].float().cpu().numpy()
                 if self.config.task != "denoise":
                     y = np.clip(y, 0.0, 1.0)
                 p = float(psnr(y, it.target, shave=it.shave))
@@ -289,7 +300,7 @@ class Trainer:
                 entry["psnr"].append(p)
                 entry["baseline_psnr"].append(b)
         finally:
-            self.net.train(was_training)
+            net.train(was_training)
         per_level = {k: {"psnr": float(np.mean(v["psnr"])), "baseline_psnr": float(np.mean(v["baseline_psnr"])),
                          "items": len(v["psnr"])} for k, v in per_level.items()}
         mean = float(np.mean(model_vals)) if model_vals else float("nan")
@@ -317,7 +328,8 @@ class Trainer:
         so the training sampler's state, which a checkpoint saves and a resumed run continues, is not
         touched, and the result depends only on the trained weights and the config. fp32, like validation."""
         cfg = self.config
-        layers = batchnorm_layers(self.net)
+        net = self.model_network
+        layers = batchnorm_layers(net)
         if cfg.recalibrate_batches <= 0 or not layers:
             return None
         t0 = time.perf_counter()
@@ -329,24 +341,34 @@ class Trainer:
                 inp = sampler.batch(cfg.batch_size)[0]
                 yield inp.contiguous(memory_format=torch.channels_last) if self.channels_last else inp
 
-        was_training = self.net.training
+        was_training = net.training
         try:
-            count = recalibrate_batchnorm(self.net, batches())
+            count = recalibrate_batchnorm(net, batches())
         finally:
-            self.net.train(was_training)
+            net.train(was_training)
         self.recalibration = {"step": self.step, "batches": count, "batch_size": cfg.batch_size,
                               "patch_size": cfg.patch_size, "seed": seed, "layers": len(layers)}
         return BatchNormRecalibrated(self.step, count, cfg.batch_size, len(layers), time.perf_counter() - t0)
 
     # ------------------------------------------------------------------ saving
+    def save_if_best(self, validation: Validation) -> BestModelSaved | None:
+        """Save the validated model to ``OUT_DIR/best/`` when it beats every earlier validation of the run."""
+        best = self.history.get("best") or {}
+        if self.work_dir is None or not np.isfinite(validation.psnr) or validation.psnr <= best.get("psnr", -np.inf):
+            return None
+        self.history["best"] = {"step": validation.step, "psnr": validation.psnr}
+        info = self.save_final_model(0.0, directory=self.work_dir / BEST_DIR)
+        return BestModelSaved(validation.step, validation.psnr, str(info.path))
+
     def save_checkpoint(self) -> CheckpointSaved:
         t0 = time.perf_counter()
         path = save_checkpoint(self.work_dir / CHECKPOINT_NAME, model=self.net, optimizer=self.optimizer,
                                step=self.step, config=self.config.to_dict(), sampler=self.sampler,
-                               extra={"history": self.history, "base_model": self.base_model_name})
+                               extra={"history": self.history, "base_model": self.base_model_name}, ema=self.ema)
         return CheckpointSaved(self.step, str(path), time.perf_counter() - t0)
 
-    def save_final_model(self, seconds: float):
+    def save_final_model(self, seconds: float, directory=None, name: str | None = None):
+        """Save the model (``model_network``) with its card: in the model folder, or ``directory``."""
         from ..modelfile import save_model
 
         cfg = self.config
@@ -363,7 +385,11 @@ class Trainer:
                     "validation_psnr_after": last.get("psnr"), "validation_input_psnr": self.history.get("baseline_psnr")}
         if self.recalibration is not None:
             training["batchnorm_recalibration"] = self.recalibration
-        return save_model(self.net, cfg.name, task=cfg.task, directory=cfg.model_dir, levels=level_card(cfg.task, cfg.levels),
+        if cfg.ema:
+            training["ema_decay"] = cfg.ema
+        return save_model(self.model_network, name or cfg.name, task=cfg.task,
+                          directory=cfg.model_dir if directory is None else directory,
+                          levels=level_card(cfg.task, cfg.levels),
                           training=training, metrics=metrics, base_model=self.base_model_name,
                           description=f"{cfg.task} model trained with napari-memnet ({self.step} steps)")
 
@@ -405,8 +431,10 @@ class Trainer:
             step_time = None
             stopped = False
             recalibrates = self.recalibrates  # then the final validation comes after the recalibration
+            deadline = t_start + 60.0 * cfg.minutes if cfg.minutes else None
+            last_checkpoint = time.perf_counter()
             while self.step < cfg.steps:
-                if self.stop_event.is_set():
+                if self.stop_event.is_set() or (deadline is not None and time.perf_counter() >= deadline):
                     stopped = True
                     break
                 t0 = time.perf_counter()
@@ -417,9 +445,15 @@ class Trainer:
                            eta_s=step_time * (cfg.steps - self.step), **numbers)
                 last = self.step == cfg.steps
                 if self.data.val and (self.step % cfg.validate_every == 0 or last) and not (last and recalibrates):
-                    yield self.validate()
-                if self.work_dir and (self.step % cfg.checkpoint_every == 0 or last):
+                    validation = self.validate()
+                    yield validation
+                    best = self.save_if_best(validation)
+                    if best is not None:
+                        yield best
+                overdue = time.perf_counter() - last_checkpoint >= 60.0 * cfg.checkpoint_minutes
+                if self.work_dir and (self.step % cfg.checkpoint_every == 0 or last or overdue):
                     yield self.save_checkpoint()
+                    last_checkpoint = time.perf_counter()
             if stopped:
                 if self.data.val and not recalibrates:
                     yield self.validate()
