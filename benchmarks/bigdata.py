@@ -50,7 +50,7 @@ def build_input(path: Path, size: int, sigma: float = 25.0, seed: int = 0) -> No
     import zarr
     from PIL import Image
 
-    from napari_memnet.degrade import add_noise
+    from napari_memnet.core.degrade import add_noise
 
     photos = sorted(DATA.glob("*.png"))
     if not photos:
@@ -92,7 +92,9 @@ def run_child(args) -> None:
     import distributed
     import torch
 
-    from napari_memnet import save_model, zarr_io
+    from napari_memnet import save_model
+
+    from napari_memnet.restoration.lazy import zarr_io
     from napari_memnet.models import build_model
 
     torch.manual_seed(0)
@@ -131,9 +133,9 @@ def exactness() -> None:
     import torch
     from PIL import Image
 
-    from napari_memnet import lazy
-    from napari_memnet.imresize import imresize
-    from napari_memnet.inference import restore_plane
+    from napari_memnet.restoration.lazy import graph as lazy
+    from napari_memnet.core.imresize import imresize
+    from napari_memnet.restoration.eager import restore_plane
     from napari_memnet.models import build_model
 
     torch.manual_seed(0)

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
           f"{best['allocating'] / best['workspace']:.2f}x faster (best of {args.repeats}); "
           f"max relative difference on a 96 px crop {diff:.2g}; one 64->64 3x3 conv: {rate:.0f} GFLOP/s")
     if args.json:
-        from napari_memnet.atomic import atomic_write_text
+        from napari_memnet.core.atomic import atomic_write_text
 
         record = {"side": args.side, "thread": args.thread, "torch_threads": torch.get_num_threads(),
                   "load_average_1min": os.getloadavg()[0], "rows": rows, "best_seconds": best,

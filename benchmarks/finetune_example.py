@@ -85,7 +85,7 @@ def region_psnr(model_name: str, noisy, clean) -> float:
     import torch
 
     from napari_memnet import load_model
-    from napari_memnet.metrics import psnr
+    from napari_memnet.core.metrics import psnr
 
     net = load_model(model_name).network.eval()
     with torch.no_grad():
@@ -103,7 +103,7 @@ def control(args) -> int:
               batch_size=args.batch, lr=1e-4, validation=4, validate_every=args.steps,
               checkpoint_every=args.steps, seed=0)
     noisy, clean = held_out_region()
-    from napari_memnet.metrics import psnr
+    from napari_memnet.core.metrics import psnr
 
     summary = {"held_out_region_psnr": {
         "input": round(float(psnr(noisy, clean)), 2),
@@ -144,7 +144,7 @@ def main(argv=None) -> int:
     from qtpy.QtWidgets import QApplication
 
     from napari_memnet import restore
-    from napari_memnet.metrics import psnr
+    from napari_memnet.core.metrics import psnr
     from napari_memnet.sample_data import cells_sample
     from napari_memnet.training.events import Step
 

@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from napari_memnet.degrade import add_noise, bicubic_degrade, jpeg_compress, rgb_to_gray, rgb_to_y
-from napari_memnet.modelfile import BUNDLED_DIR, load_model, save_model
+from napari_memnet.core.degrade import add_noise, bicubic_degrade, jpeg_compress, rgb_to_gray, rgb_to_y
+from napari_memnet.models.files import BUNDLED_DIR, load_model, save_model
 from napari_memnet.training.bn_calibration import recalibrate_batchnorm
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train"

@@ -9,7 +9,7 @@ import pytest
 
 from napari_memnet.benchmark import GIB, random_memnet, reference_bytes, run_benchmark
 from napari_memnet.cli import main
-from napari_memnet.modelfile import save_model
+from napari_memnet.models.files import save_model
 
 
 @pytest.mark.slow

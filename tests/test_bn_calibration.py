@@ -72,7 +72,7 @@ def _is_running_stat(key: str) -> bool:
 
 
 def test_a_run_ends_by_recalibrating_and_the_saved_model_has_those_statistics(train_images, tmp_path):
-    from napari_memnet.modelfile import load_model
+    from napari_memnet.models.files import load_model
     from napari_memnet.training import events as ev
     from napari_memnet.training.bn_calibration import batchnorm_layers
     from napari_memnet.training.sampler import PatchSampler
@@ -125,7 +125,7 @@ def test_a_run_ends_by_recalibrating_and_the_saved_model_has_those_statistics(tr
 
 
 def test_recalibrate_batches_zero_keeps_the_statistics_of_training(train_images, tmp_path):
-    from napari_memnet.modelfile import load_model
+    from napari_memnet.models.files import load_model
     from napari_memnet.training import events as ev
     from napari_memnet.training.trainer import Trainer
 

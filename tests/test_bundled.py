@@ -14,9 +14,9 @@ import pytest
 from PIL import Image
 
 from napari_memnet import list_models, load_model, restore
-from napari_memnet.degrade import add_noise, imresize, jpeg_compress, modcrop, rgb_to_y
-from napari_memnet.inference import restore_plane
-from napari_memnet.metrics import psnr
+from napari_memnet.core.degrade import add_noise, imresize, jpeg_compress, modcrop, rgb_to_y
+from napari_memnet.restoration.eager import restore_plane
+from napari_memnet.core.metrics import psnr
 
 BUNDLED = {"denoise": "memnet-denoise", "sr": "memnet-sr", "deblock": "memnet-deblock"}
 

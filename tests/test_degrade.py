@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_memnet.degrade import (
+from napari_memnet.core.degrade import (
     add_noise,
     bicubic_degrade,
     imresize,
@@ -17,7 +17,7 @@ from napari_memnet.degrade import (
     rgb_to_ycbcr,
     ycbcr_to_rgb,
 )
-from napari_memnet.imresize import cubic, resize_weights
+from napari_memnet.core.imresize import cubic, resize_weights
 
 
 def _smooth_image(h=37, w=29, seed=0):

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from napari_memnet import demo
-from napari_memnet.metrics import psnr
+from napari_memnet.core.metrics import psnr
 from napari_memnet.sample_data import noisy_sample
 
 torch = pytest.importorskip("torch")
@@ -28,7 +28,7 @@ def test_display_detection(monkeypatch):
 
 
 def test_missing_bundled_denoiser_is_a_clear_error(tmp_path, capsys, monkeypatch):
-    from napari_memnet import modelfile
+    from napari_memnet.models import files as modelfile
 
     monkeypatch.setattr(modelfile, "BUNDLED_DIR", tmp_path / "no-bundled-weights")  # a package without weights
     assert demo.bundled_default_denoiser() is None

@@ -18,8 +18,9 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("zarr")
 
-from napari_memnet import distributed as dist  # noqa: E402
-from napari_memnet import save_model, zarr_io  # noqa: E402
+from napari_memnet.restoration.lazy import schedulers as dist  # noqa: E402
+from napari_memnet import save_model
+from napari_memnet.restoration.lazy import zarr_io  # noqa: E402
 from napari_memnet.models import build_model  # noqa: E402
 from napari_memnet.sample_data import astronaut_uint8  # noqa: E402
 

@@ -10,10 +10,10 @@ import pytest
 from PIL import Image
 
 from napari_memnet.cli import main
-from napari_memnet.color import rgb_to_gray, rgb_to_y, to_uint8
-from napari_memnet.degrade import bicubic_degrade, modcrop
+from napari_memnet.core.color import rgb_to_gray, rgb_to_y, to_uint8
+from napari_memnet.core.degrade import bicubic_degrade, modcrop
 from napari_memnet.evaluate import RECORD_KEYS, evaluate, load_plane, parse_levels
-from napari_memnet.metrics import psnr, ssim
+from napari_memnet.core.metrics import psnr, ssim
 
 
 @pytest.fixture
@@ -193,8 +193,8 @@ def test_model_for_another_task_is_refused(tiny_data):
 
 
 def test_real_restore_plane_with_saved_tiny_memnet(tiny_data):
-    pytest.importorskip("napari_memnet.inference",
-                        reason="napari_memnet.inference (restore_plane) is not written yet")
+    pytest.importorskip("napari_memnet.restoration.eager",
+                        reason="napari_memnet.restoration.eager (restore_plane) is not written yet")
     import torch
 
     from napari_memnet import load_model, save_model
@@ -220,7 +220,7 @@ def test_real_restore_plane_with_saved_tiny_memnet(tiny_data):
 def test_evaluation_builds_one_engine_for_all_images_and_levels(shared_data):
     # the model is loaded, folded and put on its device once, not once per image
     from napari_memnet import load_model, save_model
-    from napari_memnet.inference import Engine, restore_plane
+    from napari_memnet.restoration.eager import Engine, restore_plane
 
     save_model(_tiny_memnet(2), "tiny-denoise", task="denoise")
     before = Engine.built
@@ -242,7 +242,7 @@ def test_evaluation_builds_one_engine_for_all_images_and_levels(shared_data):
 
 
 def test_restore_plane_reuses_a_given_engine(shared_data):
-    from napari_memnet.inference import Engine, restore_plane
+    from napari_memnet.restoration.eager import Engine, restore_plane
 
     net = _tiny_memnet(3)
     plane = load_plane(shared_data / "test" / "Set12" / "01.png", "denoise")[:64, :80].astype(np.float32) / 255

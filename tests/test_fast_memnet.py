@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from napari_memnet import load_model, restore, save_model
-from napari_memnet.devices import default_tile_size
-from napari_memnet.inference import Engine, restore_plane
+from napari_memnet.core.devices import default_tile_size
+from napari_memnet.restoration.eager import Engine, restore_plane
 from napari_memnet.models import MemNetConfig, build_model, inference_module
 from napari_memnet.models.memnet import depth_to_space, space_to_depth
 from napari_memnet.sample_data import astronaut_uint8
-from napari_memnet.tiling import tile_grid
+from napari_memnet.core.tiling import tile_grid
 
 
 def fast(s=2, seed=0, **kw) -> torch.nn.Module:
@@ -159,7 +159,7 @@ def test_a_card_without_unshuffle_is_the_paper_net(tmp_path):
 @pytest.mark.parametrize("task,scale", [("denoise", None), ("sr", 2), ("sr", 3)])
 def test_dask_path_equals_eager(task, scale):
     da = pytest.importorskip("dask.array")
-    from napari_memnet import lazy
+    from napari_memnet.restoration.lazy import graph as lazy
 
     save_model(fast(2, seed=1), "fast-lazy", task=task)
     img = astronaut_uint8()

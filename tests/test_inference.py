@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from napari_memnet.axes import default_axes, parse_axes
+from napari_memnet.core.axes import default_axes, parse_axes
 from napari_memnet.benchmark import random_memnet
-from napari_memnet.devices import available_devices, resolve_device, resolve_precision
-from napari_memnet.inference import (
+from napari_memnet.core.devices import available_devices, resolve_device, resolve_precision
+from napari_memnet.restoration.eager import (
     MAX_OUTPUT_ELEMENTS,
     Cancelled,
     Engine,
@@ -23,8 +23,8 @@ from napari_memnet.inference import (
     restore_iter,
     restore_plane,
 )
-from napari_memnet.intensity import choose_intensity
-from napari_memnet.progressbar import ProgressBar, format_seconds
+from napari_memnet.core.intensity import choose_intensity
+from napari_memnet.commands.progressbar import ProgressBar, format_seconds
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +89,7 @@ def test_rgb_identity_model_round_trips(ident, channels):
 
 
 def test_rgb_restores_luma_and_keeps_chroma_and_alpha():
-    from napari_memnet.degrade import rgb_to_ycbcr
+    from napari_memnet.core.degrade import rgb_to_ycbcr
 
     net = random_memnet(2, 2, 8, seed=3, residual_std=4e-4)  # a gentle residual: few saturated pixels
 
@@ -169,7 +169,7 @@ def test_training_flag_of_callers_network_is_kept():
 # ------------------------------------------------------------------ super-resolution
 @pytest.mark.parametrize("scale", [2, 3, 4])
 def test_sr_shape_and_identity_model_is_bicubic(ident, scale):
-    from napari_memnet.degrade import imresize
+    from napari_memnet.core.degrade import imresize
 
     const = np.full((6, 7), 120, np.uint8)
     out = restore(const, "sr", scale=scale, model=ident, device="cpu", tile_size=8)
@@ -247,7 +247,7 @@ def test_out_of_memory_halves_the_tile(net):
 
 # ------------------------------------------------------------------ models
 def test_model_by_name_and_path(net):
-    from napari_memnet.modelfile import save_model
+    from napari_memnet.models.files import save_model
 
     info = save_model(net, "tiny-denoise", task="denoise")
     img = u8((10, 10))
@@ -258,8 +258,8 @@ def test_model_by_name_and_path(net):
 
 
 def test_missing_default_model_is_a_clear_error(tmp_path, monkeypatch):
-    from napari_memnet import modelfile
-    from napari_memnet.modelfile import ModelFileError
+    from napari_memnet.models import files as modelfile
+    from napari_memnet.models.files import ModelFileError
 
     monkeypatch.setattr(modelfile, "BUNDLED_DIR", tmp_path / "no-bundled-weights")  # a package without weights
     with pytest.raises(ModelFileError, match="no bundled model for task 'deblock'"):

@@ -17,8 +17,10 @@ import pytest
 torch = pytest.importorskip("torch")
 da = pytest.importorskip("dask.array")
 
-from napari_memnet import lazy, save_model  # noqa: E402
-from napari_memnet.imresize import imresize  # noqa: E402
+from napari_memnet.restoration.lazy import graph as lazy
+
+from napari_memnet import save_model  # noqa: E402
+from napari_memnet.core.imresize import imresize  # noqa: E402
 from napari_memnet.models import build_model  # noqa: E402
 from napari_memnet.sample_data import astronaut_uint8  # noqa: E402
 
@@ -50,8 +52,8 @@ def stack():
 
 def untiled(model_name, planes01, scale=1):
     """The reference: each whole plane through the engine, no tiling."""
-    from napari_memnet.inference import restore_plane
-    from napari_memnet.modelfile import load_model
+    from napari_memnet.restoration.eager import restore_plane
+    from napari_memnet.models.files import load_model
 
     model = load_model(model_name)
     out = []
@@ -122,7 +124,7 @@ def test_uint8_round_trip_and_zarr_input(models, stack, tmp_path):
 def test_lazy_equals_restore_on_numpy(models, case):
     """Same layouts and intensity rules as ``restore`` (small arrays: the
     intensity sample is the whole array, so the maps are identical)."""
-    from napari_memnet.inference import restore
+    from napari_memnet.restoration.eager import restore
 
     img = astronaut_uint8()
     if case == "rgb-sr":
@@ -156,7 +158,7 @@ def test_only_requested_planes_are_computed(models, stack):
 
 def test_images_smaller_than_the_halo(models):
     """An axis shorter than the halo is one chunk without overlap (dask refuses a depth > size)."""
-    from napari_memnet.inference import restore
+    from napari_memnet.restoration.eager import restore
 
     tiny = astronaut_uint8()[:8, :30]
     for task, scale in (("denoise", None), ("sr", 3)):
@@ -198,7 +200,7 @@ def test_bad_input_is_rejected(models, stack):
 
 
 def test_compute_iter_progress_and_cancel(models, stack):
-    from napari_memnet.inference import Cancelled
+    from napari_memnet.restoration.eager import Cancelled
 
     result = lazy.restore_dask(da.from_array(stack, chunks=(1, 90, 110)), "denoise",
                                model=models["denoise"], chunks=45, cache=False)
@@ -221,7 +223,7 @@ def test_compute_iter_progress_and_cancel(models, stack):
 
 def test_restore_dask_iter_speaks_restore_iter(models, stack):
     """Same events as ``inference.restore_iter``: TileProgress per block, then a RestoreResult."""
-    from napari_memnet.inference import RestoreResult, TileProgress, restore
+    from napari_memnet.restoration.eager import RestoreResult, TileProgress, restore
 
     calls = []
     events = list(lazy.restore_dask_iter(da.from_array(stack), "denoise", model=models["denoise"], chunks=45,
@@ -264,7 +266,7 @@ def test_public_restore_is_lazy_for_dask_and_uses_a_scheduler_for_numpy():
     """``napari_memnet.restore`` itself: dask in -> lazy dask out (exact), and the
     same blocks computed through a scheduler or ``restore_iter`` give the same."""
     import napari_memnet
-    from napari_memnet.inference import RestoreResult, TileProgress, restore_iter
+    from napari_memnet.restoration.eager import RestoreResult, TileProgress, restore_iter
     from napari_memnet.models import build_model
 
     torch.manual_seed(0)
@@ -291,8 +293,8 @@ def _set12_crop(shared_data):
 def test_dask_restore_result_names_the_resolved_device_and_precision(models, shared_data):
     """The RestoreResult of the dask path says what ran ("cpu", "fp32", the tile),
     never the request "auto", and agrees with the in-memory path."""
-    from napari_memnet.devices import resolve_device, resolve_precision
-    from napari_memnet.inference import restore_iter
+    from napari_memnet.core.devices import resolve_device, resolve_precision
+    from napari_memnet.restoration.eager import restore_iter
 
     img = _set12_crop(shared_data)
     dask_result = list(lazy.restore_dask_iter(da.from_array(img), "denoise", model=models["denoise"], chunks=48,
@@ -320,7 +322,7 @@ def test_dask_restore_result_on_a_distributed_cluster_asks_the_workers(models, s
                                   silence_logs=40) as cluster, distributed.Client(cluster) as client:
         result = list(lazy.restore_dask_iter(da.from_array(img), "denoise", model=models["denoise"], chunks=48,
                                              scheduler=client))[-1]
-    from napari_memnet.devices import resolve_device, resolve_precision
+    from napari_memnet.core.devices import resolve_device, resolve_precision
 
     device = resolve_device("auto")  # the worker runs on this machine
     assert (result.device, result.precision) == (str(device), resolve_precision("auto", device))
@@ -328,7 +330,7 @@ def test_dask_restore_result_on_a_distributed_cluster_asks_the_workers(models, s
 
 
 def test_plan_names_live_in_lazy_plan_and_stay_importable_from_lazy():
-    from napari_memnet import lazy_plan
+    from napari_memnet.restoration.lazy import plan as lazy_plan
 
     for name in lazy_plan.__all__:
         assert getattr(lazy, name) is getattr(lazy_plan, name)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from napari_memnet.metrics import gaussian_window, psnr, ssim
+from napari_memnet.core.metrics import gaussian_window, psnr, ssim
 
 
 def _image(h=40, w=36, seed=0):

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import napari_memnet
-from napari_memnet.modelfile import ModelFileError, list_models, load_model, save_model, user_models_dir
+from napari_memnet.models.files import ModelFileError, list_models, load_model, save_model, user_models_dir
 from napari_memnet.models import build_model
 
 
@@ -163,7 +163,7 @@ def test_missing_card_and_missing_file(tmp_path):
 
 
 def test_default_model_for_a_task_without_bundled_weights_is_a_clear_error(monkeypatch, tmp_path):
-    from napari_memnet import modelfile
+    from napari_memnet.models import files as modelfile
 
     monkeypatch.setattr(modelfile, "BUNDLED_DIR", tmp_path / "no-bundled")
     with pytest.raises(ModelFileError, match="no bundled model for task 'sr'"):
@@ -171,7 +171,7 @@ def test_default_model_for_a_task_without_bundled_weights_is_a_clear_error(monke
 
 
 def test_update_card_records_results_without_touching_the_weights(tmp_path):
-    from napari_memnet.modelfile import update_card
+    from napari_memnet.models.files import update_card
 
     info = save_model(_net(), "u", task="denoise", directory=tmp_path)
     before = info.path.read_bytes()
@@ -184,7 +184,7 @@ def test_update_card_records_results_without_touching_the_weights(tmp_path):
 
 
 def test_atomic_writes_get_ordinary_permissions(tmp_path):
-    from napari_memnet.atomic import atomic_write_text
+    from napari_memnet.core.atomic import atomic_write_text
 
     mask = os.umask(0o022)
     try:

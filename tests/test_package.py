@@ -12,7 +12,7 @@ from napari_memnet.cli import main
 CORE_MODULES = [
     "napari_memnet.models",
     "napari_memnet.models.fused",
-    "napari_memnet.modelfile",
+    "napari_memnet.models.files",
     "napari_memnet.cli",
 ]
 

@@ -10,8 +10,8 @@ from PIL import Image
 
 from napari_memnet.benchmark import random_memnet
 from napari_memnet.cli import main
-from napari_memnet.inference import restore
-from napari_memnet.modelfile import load_model, save_model
+from napari_memnet.restoration.eager import restore
+from napari_memnet.models.files import load_model, save_model
 
 
 @pytest.fixture

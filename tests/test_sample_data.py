@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from napari_memnet import sample_data
-from napari_memnet.degrade import imresize, jpeg_compress
-from napari_memnet.metrics import psnr
+from napari_memnet.core.degrade import imresize, jpeg_compress
+from napari_memnet.core.metrics import psnr
 
 SAMPLES = [sample_data.noisy_sample, sample_data.lowres_sample, sample_data.jpeg_sample,
            sample_data.cells_sample]

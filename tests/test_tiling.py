@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from napari_memnet.inference import Engine, restore_plane
+from napari_memnet.restoration.eager import Engine, restore_plane
 from napari_memnet.models import build_model
-from napari_memnet.tiling import count_tiles, tile_grid
+from napari_memnet.core.tiling import count_tiles, tile_grid
 
 from napari_memnet.benchmark import random_memnet
 

@@ -56,7 +56,7 @@ def test_fine_tune_api_saves_a_user_model_usable_at_once(pair_folders, tmp_path)
 
 
 def test_fine_tune_result_restores_an_image(pair_folders):
-    inference = pytest.importorskip("napari_memnet.inference")
+    inference = pytest.importorskip("napari_memnet.restoration.eager")
     napari_memnet.fine_tune(pairs=pair_folders, task="denoise", architecture=TINY, steps=2, batch_size=4,
                             patch_size=24, name="quick", validation=1, threads=1)
     noisy = np.asarray(Image.open(next(pair_folders[1].iterdir())), np.float32) / 255
@@ -173,7 +173,7 @@ def _small_run(pair_folders, **kwargs):
 
 def _run_files(name):
     """The checkpoint, log and model files of fine_tune's default run folder for ``name``."""
-    from napari_memnet.modelfile import user_models_dir
+    from napari_memnet.models.files import user_models_dir
 
     run = user_models_dir() / "runs" / name
     return {"checkpoint": run / "checkpoint.safetensors", "events": run / "events.jsonl",
@@ -277,7 +277,7 @@ def test_overwrite_replaces_the_old_run_only_once_the_new_model_is_saved(pair_fo
 
 
 def test_bundled_model_names_are_never_given_to_user_models(pair_folders, tmp_path, capsys):
-    from napari_memnet.modelfile import DEFAULT_MODELS
+    from napari_memnet.models.files import DEFAULT_MODELS
 
     name = DEFAULT_MODELS["denoise"]
     for overwrite in (False, True):
@@ -308,8 +308,8 @@ def uint16_pairs(shared_data):
 
 
 def test_fine_tune_on_uint16_arrays_trains_on_restores_scale_and_restores_uint16(uint16_pairs):
-    from napari_memnet.intensity import choose_intensity
-    from napari_memnet.metrics import psnr
+    from napari_memnet.core.intensity import choose_intensity
+    from napari_memnet.core.metrics import psnr
 
     copies = [(n.copy(), c.copy()) for n, c in uint16_pairs]
     model = napari_memnet.fine_tune(pairs=uint16_pairs[:2], validation=uint16_pairs[2:], task="denoise",

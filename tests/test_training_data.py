@@ -54,13 +54,13 @@ def test_explicit_validation_folder_and_color_conversion(tmp_path, train400, t91
     data = prepare_data(_cfg(val_crop=0), clean=train400[:2], validation=val_dir)
     assert len(data.train) == 2
     assert {v.name for v in data.val} == {"colour.png"}
-    from napari_memnet.degrade import rgb_to_gray
+    from napari_memnet.core.degrade import rgb_to_gray
 
     expected = rgb_to_gray(rgb.astype(np.float64) / 255)
     np.testing.assert_allclose(data.val[0].target, expected, atol=1e-6)
     # for SR the colour image becomes the Y channel of YCbCr
     data_sr = prepare_data(_cfg(task="sr", levels=(2, 3)), clean=train400[:2], validation=val_dir)
-    from napari_memnet.degrade import rgb_to_y
+    from napari_memnet.core.degrade import rgb_to_y
 
     y = rgb_to_y(rgb.astype(np.float32) / 255)
     target = data_sr.val[0].target
@@ -82,7 +82,7 @@ def test_augment_gives_the_eight_dihedral_transforms():
 def test_sampler_batches_have_the_degradation_of_their_task(train400, task, levels):
     import torch
 
-    from napari_memnet.metrics import psnr
+    from napari_memnet.core.metrics import psnr
 
     cfg = _cfg(task=task, levels=levels, val_count=0)
     data = prepare_data(cfg, clean=train400[:2], min_size=crop_size(task, 31, cfg.levels, False))
@@ -116,7 +116,7 @@ def test_pair_patches_stay_registered(tmp_path, train400):
 
 
 def test_sr_pairs_low_res_is_upsampled_to_the_clean_size(tmp_path, train400):
-    from napari_memnet.degrade import imresize
+    from napari_memnet.core.degrade import imresize
 
     hr = np.asarray(Image.open(train400[0]), np.float32)[:120, :120] / 255
     lr = imresize(hr, 0.5)
@@ -190,7 +190,7 @@ def uint16_folders(tmp_path, bsd_crop):
 
 
 def test_uint16_folder_pairs_get_restores_map_of_the_degraded_image(uint16_folders):
-    from napari_memnet.intensity import choose_intensity
+    from napari_memnet.core.intensity import choose_intensity
 
     deg, cln, noisy, clean = uint16_folders
     (item,) = prepare_data(_cfg(val_count=0), pairs=(deg, cln)).train
@@ -207,7 +207,7 @@ def test_uint16_folder_pairs_get_restores_map_of_the_degraded_image(uint16_folde
 
 
 def test_uint16_clean_folder_is_mapped_by_its_own_restore_map(uint16_folders):
-    from napari_memnet.intensity import choose_intensity
+    from napari_memnet.core.intensity import choose_intensity
 
     _deg, cln, _noisy, clean = uint16_folders
     (item,) = prepare_data(_cfg(val_count=0), clean=cln).train
@@ -242,7 +242,7 @@ def test_float_degraded_with_an_8bit_clean_png_are_put_in_one_unit(tmp_path, bsd
     """A noisy float TIFF on 0..1 (unclipped: percentile-mapped by restore) beside a uint8 clean PNG."""
     import tifffile
 
-    from napari_memnet.intensity import choose_intensity
+    from napari_memnet.core.intensity import choose_intensity
 
     deg, cln = tmp_path / "df", tmp_path / "c8"
     deg.mkdir()
@@ -293,7 +293,7 @@ def test_model_fine_tuned_on_uint16_folders_restores_uint16_in_range(uint16_fold
 
 # ------------------------------------------------------------------------- intensities of arrays
 def test_uint16_array_pairs_get_restores_map_of_the_degraded_array(bsd_crop):
-    from napari_memnet.intensity import choose_intensity
+    from napari_memnet.core.intensity import choose_intensity
 
     noisy, clean = _uint16_pair(bsd_crop)
     v_noisy, v_clean = _uint16_pair(bsd_crop[::-1].copy())
@@ -330,7 +330,7 @@ def test_uint8_arrays_keep_x_over_255(bsd_crop):
 
 def test_as_is_takes_already_mapped_floats_as_they_are(bsd_crop):
     """Floats already on the engine's scale (a percentile map does not clip: a little outside 0..1)."""
-    from napari_memnet.intensity import choose_intensity
+    from napari_memnet.core.intensity import choose_intensity
 
     clean = (bsd_crop.astype(np.float32) - 20) / 220  # about -0.09..1.07
     noisy = clean + np.random.default_rng(4).normal(0, 0.1, clean.shape).astype(np.float32)

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from napari_memnet.modelfile import load_model
+from napari_memnet.models.files import load_model
 from napari_memnet.training import events as ev
 from napari_memnet.training.checkpoint import CHECKPOINT_NAME, read_checkpoint
 from napari_memnet.training.config import TrainConfig

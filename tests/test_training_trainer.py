@@ -45,7 +45,7 @@ def test_validation_psnr_rises_above_the_noisy_input(images, tmp_path):
     assert last.psnr > last.baseline_psnr + 2.0, (first, last)
     assert last.base_model_psnr == pytest.approx(first.psnr)
     done = events[-1]
-    from napari_memnet.modelfile import load_model
+    from napari_memnet.models.files import load_model
 
     model = load_model(Path(done.model_path))
     card = model.card
@@ -107,7 +107,7 @@ def test_resume_after_a_killed_process_gives_the_same_weights(images, tmp_path):
 def test_stop_request_mid_run_leaves_a_checkpoint_and_a_usable_model(images, tmp_path):
     import threading
 
-    from napari_memnet.modelfile import load_model
+    from napari_memnet.models.files import load_model
 
     stop = threading.Event()
     cfg = TrainConfig(task="sr", levels=(2, 3), arch={"blocks": 2, "recursions": 2, "channels": 8}, steps=500,
@@ -161,7 +161,7 @@ def test_red30_trains_with_the_plain_loss(images, tmp_path):
     assert len(steps) == 3 and all(e.branch_losses == [] and e.branch_weights == [] for e in steps)
     # no BatchNorm in RED30: the default recalibration (recalibrate_batches=20) has nothing to do
     assert not any(isinstance(e, ev.BatchNormRecalibrated) for e in events) and isinstance(events[-1], ev.Finished)
-    from napari_memnet.modelfile import load_model
+    from napari_memnet.models.files import load_model
 
     model = load_model(tmp_path / "red.safetensors")
     assert model.architecture == "red30" and model.card["config"]["layers"] == 4

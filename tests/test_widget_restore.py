@@ -30,7 +30,7 @@ def _tiny(seed: int):
 @pytest.fixture(autouse=True)
 def _only_user_models(monkeypatch, tmp_path):
     """Hide the bundled weights (when they ship) so these tests see only their tiny models."""
-    import napari_memnet.modelfile as modelfile
+    import napari_memnet.models.files as modelfile
 
     empty = tmp_path / "no-bundled-weights"
     empty.mkdir()

@@ -136,7 +136,7 @@ def test_fine_tune_layer_pair_live_view_saved_listed_and_restore(make_napari_vie
 
 
 def test_restore_with_it_drives_the_restore_widget(make_napari_viewer, photo):
-    pytest.importorskip("napari_memnet.inference")
+    pytest.importorskip("napari_memnet.restoration.eager")
     from qtpy.QtWidgets import QApplication
 
     from napari_memnet import restore
@@ -306,7 +306,7 @@ def test_layer_intensities_follow_restore_mapping(photo):
     """uint16 layers: the pair is mapped by the degraded layer's percentiles, as Restore maps its input."""
     from napari.layers import Image
 
-    from napari_memnet.intensity import choose_intensity
+    from napari_memnet.core.intensity import choose_intensity
 
     noisy, clean = noisy_pair(photo)
     deg16 = (noisy * 4000 + 300).astype(np.uint16)
@@ -357,7 +357,7 @@ def test_held_out_region_shares_its_layers_map(photo):
     and the held-out region reach the engine on that one map (not re-mapped by their own percentiles)."""
     from napari.layers import Image
 
-    from napari_memnet.intensity import choose_intensity
+    from napari_memnet.core.intensity import choose_intensity
     from napari_memnet.training.config import TrainConfig
 
     noisy = photo + np.random.default_rng(3).normal(0, 0.08, photo.shape)  # unclipped, as a camera records

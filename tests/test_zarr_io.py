@@ -16,8 +16,10 @@ torch = pytest.importorskip("torch")
 zarr = pytest.importorskip("zarr")
 da = pytest.importorskip("dask.array")
 
-from napari_memnet import lazy, save_model, zarr_io  # noqa: E402
-from napari_memnet.distributed import BlockError  # noqa: E402
+from napari_memnet.restoration.lazy import graph as lazy, zarr_io
+
+from napari_memnet import save_model  # noqa: E402
+from napari_memnet.restoration.lazy.schedulers import BlockError  # noqa: E402
 from napari_memnet.models import build_model  # noqa: E402
 from napari_memnet.sample_data import astronaut_uint8  # noqa: E402
 
@@ -91,7 +93,7 @@ def test_resume_after_interruption_writes_only_missing_chunks(tmp_path, model, i
         if event.done >= 5:
             cancel.set()
 
-    from napari_memnet.inference import Cancelled
+    from napari_memnet.restoration.eager import Cancelled
 
     with pytest.raises(Cancelled):
         zarr_io.restore_to_zarr(tmp_path / "in.zarr", tmp_path / "out.zarr", "denoise", model=model, chunks=30,

@@ -7,13 +7,13 @@ and does not import torch until a function that needs it is called.
 from ._version import __version__
 
 _LAZY = {
-    "restore": ("napari_memnet.inference", "restore"),
-    "Cancelled": ("napari_memnet.inference", "Cancelled"),
+    "restore": ("napari_memnet.restoration.eager", "restore"),
+    "Cancelled": ("napari_memnet.restoration.eager", "Cancelled"),
     "fine_tune": ("napari_memnet.training.api", "fine_tune"),
-    "list_models": ("napari_memnet.modelfile", "list_models"),
-    "load_model": ("napari_memnet.modelfile", "load_model"),
-    "save_model": ("napari_memnet.modelfile", "save_model"),
-    "ModelFileError": ("napari_memnet.modelfile", "ModelFileError"),
+    "list_models": ("napari_memnet.models.files", "list_models"),
+    "load_model": ("napari_memnet.models.files", "load_model"),
+    "save_model": ("napari_memnet.models.files", "save_model"),
+    "ModelFileError": ("napari_memnet.models.files", "ModelFileError"),
 }
 
 __all__ = ["__version__", *_LAZY]

@@ -31,7 +31,7 @@ import sys
 import time
 from pathlib import Path
 
-from .devices import available_ram
+from .core.devices import available_ram
 
 GIB = 1024**3
 WARMUP_SIDE = 48
@@ -69,7 +69,7 @@ def random_memnet(blocks: int = 6, recursions: int = 6, channels: int = 64, *, s
 
 def _network(case: dict):
     if case.get("model"):
-        from .modelfile import load_model
+        from .models.files import load_model
 
         return load_model(case["model"]).network.eval()
     return random_memnet(*case.get("mrc", (6, 6, 64)), seed=0)
@@ -126,7 +126,7 @@ def run_case(case: dict) -> dict:
     import numpy as np
     import torch
 
-    from .devices import resolve_device
+    from .core.devices import resolve_device
 
     device = resolve_device(case["device"])
     side = int(case["size"])
@@ -156,8 +156,8 @@ def run_case(case: dict) -> dict:
             _ = y.cpu()
         out.update(precision="fp32", seconds=seconds, megapixels=side * side / 1e6)
     else:
-        from . import inference
-        from .inference import Cancelled, restore_iter
+        from .restoration import eager as inference
+        from .restoration.eager import Cancelled, restore_iter
 
         inference.CHANNELS_LAST = case.get("channels_last")
 
@@ -307,10 +307,10 @@ def precision_check(folder, *, model=None, device="cpu", precisions=("fp32", "bf
     import numpy as np
     from PIL import Image
 
-    from .degrade import add_noise
-    from .inference import restore_plane
-    from .metrics import psnr
-    from .modelfile import load_model
+    from .core.degrade import add_noise
+    from .restoration.eager import restore_plane
+    from .core.metrics import psnr
+    from .models.files import load_model
 
     loaded = load_model(model) if model else load_model(random_memnet(seed=0))
     paths = sorted(Path(folder).glob("*.png"))

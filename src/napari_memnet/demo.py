@@ -40,7 +40,7 @@ def _to_png_bytes(image: np.ndarray) -> bytes:
 
 def bundled_default_denoiser():
     """The bundled default denoiser's ``ModelInfo``, or ``None`` if its weights are missing."""
-    from .modelfile import DEFAULT_MODELS, list_models
+    from .models.files import DEFAULT_MODELS, list_models
 
     name = DEFAULT_MODELS["denoise"]
     for info in list_models("denoise"):
@@ -51,9 +51,9 @@ def bundled_default_denoiser():
 
 def run_headless(output_dir: Path, model: str | None = None) -> int:
     """Restore the noisy sample (bundled denoiser unless ``model`` names another); write PNGs."""
-    from .atomic import atomic_write_bytes, atomic_write_text
-    from .metrics import psnr
-    from .modelfile import BUNDLED_DIR, DEFAULT_MODELS, ModelFileError, load_model
+    from .core.atomic import atomic_write_bytes, atomic_write_text
+    from .core.metrics import psnr
+    from .models.files import BUNDLED_DIR, DEFAULT_MODELS, ModelFileError, load_model
     from .sample_data import NOISE_SIGMA, noisy_sample
 
     if model is None:
@@ -72,7 +72,7 @@ def run_headless(output_dir: Path, model: str | None = None) -> int:
         print(f"error: cannot load denoising model {model!r}: {exc}", file=sys.stderr)
         return 1
 
-    from .inference import restore
+    from .restoration.eager import restore
 
     (clean, _, _), (noisy, _, _) = noisy_sample()
     restored = restore(noisy, "denoise", model=model)

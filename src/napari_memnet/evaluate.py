@@ -27,9 +27,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .color import rgb_to_gray, rgb_to_y, to_uint8
-from .degrade import add_noise, bicubic_degrade, jpeg_compress, modcrop
-from .metrics import psnr, ssim
+from .core.color import rgb_to_gray, rgb_to_y, to_uint8
+from .core.degrade import add_noise, bicubic_degrade, jpeg_compress, modcrop
+from .core.metrics import psnr, ssim
 
 __all__ = ["TASK_DEFAULTS", "IMAGE_SUFFIXES", "evaluate", "list_images", "load_plane",
            "parse_levels", "default_model_name", "RECORD_KEYS", "json_safe", "records_to_json"]
@@ -149,7 +149,7 @@ def _prepare(task: str, gt: np.ndarray, level, rng_factory) -> tuple:
 
 def default_model_name(task: str) -> str | None:
     """The bundled default model of ``task`` if it is installed, else None."""
-    from .modelfile import DEFAULT_MODELS, ModelFileError, find_model
+    from .models.files import DEFAULT_MODELS, ModelFileError, find_model
 
     _check_task(task)
     try:
@@ -165,7 +165,7 @@ def _model_restore_fn(model, task: str, device: str) -> tuple[RestoreFn, str]:
     device) is built here ONCE and reused for every image and level, rather
     than once per ``restore_plane`` call; the function exposes it as
     ``.engine``."""
-    from .modelfile import load_model
+    from .models.files import load_model
 
     loaded = load_model(model, task=task)
     if loaded.task and loaded.task != task:
@@ -173,7 +173,7 @@ def _model_restore_fn(model, task: str, device: str) -> tuple[RestoreFn, str]:
     if loaded.in_channels != 1:
         raise ValueError(f"model {loaded.name!r} takes {loaded.in_channels} channels; "
                          "evaluation needs a gray (1-channel) model")
-    from .inference import Engine, restore_plane  # lazy: torch and the inference engine
+    from .restoration.eager import Engine, restore_plane  # lazy: torch and the inference engine
 
     engine = Engine(loaded, device=device)
 
@@ -213,7 +213,7 @@ def evaluate(task: str, data_dir: str | Path, datasets: Sequence[str] | str | No
     ``data_dir`` holds one sub-folder per dataset (e.g. ``.../data/test``);
     ``datasets`` and ``levels`` default to the task's (``TASK_DEFAULTS``).
     ``model``: None for the baseline only, else a model name, a path or a
-    loaded model, run with ``napari_memnet.inference.restore_plane`` on
+    loaded model, run with ``napari_memnet.restoration.eager.restore_plane`` on
     ``device`` through one ``inference.Engine`` built once for all images and
     levels. ``restore_fn`` instead runs any function mapping a float32
     0..1 plane to a plane of the same shape. ``max_images`` keeps the first N

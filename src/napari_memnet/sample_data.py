@@ -3,7 +3,7 @@
 Every sample is computed locally at load time (nothing is downloaded) from the
 bundled public-domain image ``samples/astronaut_gray_256.png`` (see
 ``samples/README.md``) or, for the microscopy-like sample, procedurally. The
-degradations are the ones the models are trained on (``napari_memnet.degrade``).
+degradations are the ones the models are trained on (``napari_memnet.core.degrade``).
 
 Each function returns napari ``LayerData`` tuples: the clean reference first
 (bottom) and the degraded image last (on top, so it is the selected layer).
@@ -41,7 +41,7 @@ def _reference(data: np.ndarray, name: str, **kwargs) -> tuple:
 
 def noisy_sample() -> list[tuple]:
     """Astronaut with additive white Gaussian noise, sigma 25 (of 255), clipped to 0..1."""
-    from .degrade import add_noise
+    from .core.degrade import add_noise
 
     clean = astronaut_uint8().astype(np.float32) / 255.0
     noisy = add_noise(clean, NOISE_SIGMA, rng=np.random.default_rng(0))
@@ -56,7 +56,7 @@ def noisy_sample() -> list[tuple]:
 
 def lowres_sample() -> list[tuple]:
     """Astronaut downscaled x2 (MATLAB bicubic), shown at layer scale 2 so it overlays."""
-    from .degrade import imresize
+    from .core.degrade import imresize
 
     clean = astronaut_uint8().astype(np.float32) / 255.0
     low = np.clip(imresize(clean, 1.0 / SR_SCALE), 0.0, 1.0).astype(np.float32)
@@ -74,7 +74,7 @@ def lowres_sample() -> list[tuple]:
 
 def jpeg_sample() -> list[tuple]:
     """Astronaut saved as JPEG at quality 10 (8-bit, via Pillow/libjpeg)."""
-    from .degrade import jpeg_compress
+    from .core.degrade import jpeg_compress
 
     clean = astronaut_uint8()
     compressed = np.asarray(jpeg_compress(clean, JPEG_QUALITY), dtype=np.uint8)

@@ -1,7 +1,7 @@
 """A lazy result layer for a dask-backed (or zarr-backed) napari image layer.
 
 ``add_lazy_result(viewer, layer, task, ...)`` adds a layer whose data is the
-dask array from ``napari_memnet.lazy.restore_dask``. napari asks only for the
+dask array from ``napari_memnet.restoration.lazy.graph.restore_dask``. napari asks only for the
 plane (and, in 2-D, the region) on screen, so only those blocks are restored.
 Computed blocks stay in ``lazy.block_cache`` (an LRU bounded in bytes), so
 going back to a plane costs nothing. Contrast limits are fixed up front, so
@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .. import lazy
+from ..restoration.lazy import graph as lazy
 from . import layer_io
 
 

@@ -1,6 +1,6 @@
 """The "Restore (MemNet)" dock widget.
 
-A magicgui ``Container`` whose **Restore** button starts ``napari_memnet.inference.
+A magicgui ``Container`` whose **Restore** button starts ``napari_memnet.restoration.eager.
 restore_iter`` in a napari worker thread (``napari.qt.threading.create_worker``,
 what ``thread_worker`` builds on; worker exceptions reach napari's notifications). The worker never touches Qt: it
 yields the engine's ``TileProgress`` events (shown on the main thread through
@@ -53,7 +53,7 @@ class RunOutcome:
 
 def _restore_job(image: np.ndarray, task: str, options: dict, cancel: threading.Event):
     """Worker body (runs off the main thread): yield progress, return a ``RunOutcome``."""
-    from ..inference import Cancelled, restore_iter
+    from ..restoration.eager import Cancelled, restore_iter
 
     start = time.perf_counter()
     result = None
@@ -160,7 +160,7 @@ class RestoreWidget(Container):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
 
     def _model_choices(self, _widget=None):
-        from ..modelfile import list_models
+        from ..models.files import list_models
 
         try:
             models = list_models(self.task.value)
@@ -171,7 +171,7 @@ class RestoreWidget(Container):
         return [(f"{m.name} ({m.source})", m.name) for m in models]
 
     def _device_choices(self, _widget=None):
-        from ..devices import available_devices, resolve_device
+        from ..core.devices import available_devices, resolve_device
 
         devices = list(available_devices())
         try:

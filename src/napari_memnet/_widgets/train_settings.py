@@ -35,7 +35,7 @@ def config_kwargs(request: td.DataRequest, *, task: str, name: str, base: str | 
                   arch: dict | None = None, multi_supervised: bool = True, device: str = "auto",
                   seed: int = 0, validate_every: int = 0, out_dir: str) -> dict:
     """Keyword arguments for ``TrainConfig`` (which checks them and names any problem)."""
-    from ..modelfile import check_model_name
+    from ..models.files import check_model_name
 
     name = check_model_name(str(name).strip())
     if base is not None and base == name:

@@ -161,7 +161,7 @@ class TrainWidget(TrainRunMixin, Container):
                 if isinstance(layer, Image) and layer.name != PREVIEW_LAYER]
 
     def _base_choices(self, _widget=None):
-        from ..modelfile import list_models
+        from ..models.files import list_models
 
         try:
             models = list_models(self.task.value)
@@ -171,10 +171,10 @@ class TrainWidget(TrainRunMixin, Container):
 
     def _device_choices(self, _widget=None):
         try:
-            from ..devices import available_devices
+            from ..core.devices import available_devices
 
             devices = list(available_devices())
-        except ImportError:  # napari_memnet.devices not installed yet: the CPU always works
+        except ImportError:  # napari_memnet.core.devices not installed yet: the CPU always works
             devices = ["cpu"]
         return [("auto", "auto")] + [(d, d) for d in devices]
 
@@ -230,7 +230,7 @@ class TrainWidget(TrainRunMixin, Container):
         self._update_buttons()
 
     def _run_dir(self, name: str | None = None):
-        from ..modelfile import user_models_dir
+        from ..models.files import user_models_dir
 
         return user_models_dir() / "runs" / (name or self.model_name.value)
 

@@ -40,10 +40,10 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..atomic import atomic_write_text
+    from ..core.atomic import atomic_write_text
     from ..benchmark import run_benchmark
     from ..cli import CommandError
-    from ..devices import resolve_device
+    from ..core.devices import resolve_device
 
     try:
         device = str(resolve_device(args.device))

@@ -48,7 +48,7 @@ def format_row(record: dict) -> str:
 def run(args) -> int:
     from ..cli import CommandError
     from ..evaluate import default_model_name, evaluate, records_to_json
-    from ..modelfile import ModelFileError
+    from ..models.files import ModelFileError
 
     model = args.model
     if model is not None and model.lower() == "none":
@@ -71,7 +71,7 @@ def run(args) -> int:
     except (ValueError, ModelFileError) as exc:
         raise CommandError(str(exc)) from None
     if args.json:
-        from ..atomic import atomic_write_text
+        from ..core.atomic import atomic_write_text
 
         atomic_write_text(args.json, records_to_json(records) + "\n")  # strict JSON: inf/nan -> null
         print(f"wrote {len(records)} records to {args.json}")

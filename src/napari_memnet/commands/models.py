@@ -13,7 +13,7 @@ def register(sub) -> None:
 
 
 def run(args) -> int:
-    from ..modelfile import list_models, user_models_dir
+    from ..models.files import list_models, user_models_dir
 
     models = list_models(args.task)
     if args.json:

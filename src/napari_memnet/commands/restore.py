@@ -53,7 +53,7 @@ def register(sub) -> None:
     p.add_argument("--tile", type=int, metavar="N", help="tile side in pixels (default: from device memory)")
     p.add_argument("--axes", help="axes of every input, e.g. TZYX or YXC (default: from the file / shape)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    from ..zarr_io import add_cli_arguments
+    from ..restoration.lazy.zarr_io import add_cli_arguments
 
     add_cli_arguments(p)  # --zarr, --ome, --chunks, --scheduler, --overwrite (big data)
     p.set_defaults(func=run)
@@ -63,7 +63,7 @@ def register(sub) -> None:
 def collect_inputs(paths: list[str]) -> list[Path]:
     """Files as given, plus the supported images directly inside given folders
     (sorted, hidden files skipped). Missing paths are kept: they fail later."""
-    from ..zarr_io import is_zarr_path
+    from ..restoration.lazy.zarr_io import is_zarr_path
 
     found: list[Path] = []
     for text in paths:
@@ -135,7 +135,7 @@ def write_tiff(target: Path, data: np.ndarray, axes: str, source: LoadedImage, s
     """Write atomically, keeping axes, resolution and (when possible) ImageJ metadata."""
     import tifffile
 
-    from ..atomic import atomic_path
+    from ..core.atomic import atomic_path
 
     kwargs: dict = {}
     if source.resolution is not None:
@@ -162,8 +162,8 @@ def write_tiff(target: Path, data: np.ndarray, axes: str, source: LoadedImage, s
 
 # ---------------------------------------------------------------------------- command
 def _restore_one(path: Path, target: Path, args, model, quiet: bool) -> str:
-    from ..inference import RestoreResult, restore_iter
-    from ..progressbar import ProgressBar
+    from ..restoration.eager import RestoreResult, restore_iter
+    from .progressbar import ProgressBar
 
     loaded = read_image(path)
     axes = args.axes or loaded.axes
@@ -186,9 +186,9 @@ def _restore_one(path: Path, target: Path, args, model, quiet: bool) -> str:
 
 def run(args) -> int:
     from ..cli import CommandError
-    from ..inference import check_task
-    from ..modelfile import load_model
-    from ..zarr_io import cli_restore_one, is_zarr_path, zarr_output_path
+    from ..restoration.eager import check_task
+    from ..models.files import load_model
+    from ..restoration.lazy.zarr_io import cli_restore_one, is_zarr_path, zarr_output_path
 
     try:
         check_task(args.task, args.scale)

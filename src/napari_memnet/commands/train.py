@@ -190,7 +190,7 @@ class _Printer:
     """Events to the terminal: a progress bar for steps on a terminal, else one line per log_every steps."""
 
     def __init__(self, every: int, as_json: bool):
-        from ..progressbar import ProgressBar
+        from .progressbar import ProgressBar
 
         self.every = every
         self.as_json = as_json

@@ -5,11 +5,11 @@ on the 0..255 scale. This module gathers:
 
 * ``add_noise``: additive white Gaussian noise (numpy or torch, scalar or
   per-sample sigma);
-* ``imresize`` (MATLAB-exact bicubic, from :mod:`napari_memnet.imresize`),
+* ``imresize`` (MATLAB-exact bicubic, from :mod:`napari_memnet.core.imresize`),
   ``bicubic_degrade`` (down by 1/scale then up by scale) and ``modcrop``;
-* ``jpeg_compress`` (Pillow/libjpeg, from :mod:`napari_memnet.jpeg`);
+* ``jpeg_compress`` (Pillow/libjpeg, from :mod:`napari_memnet.core.jpeg`);
 * ``rgb_to_ycbcr``, ``ycbcr_to_rgb``, ``rgb_to_y``, ``rgb_to_gray`` (MATLAB
-  semantics, from :mod:`napari_memnet.color`).
+  semantics, from :mod:`napari_memnet.core.color`).
 """
 
 from __future__ import annotations

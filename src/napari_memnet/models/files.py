@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path, atomic_write_text
+from ..core.atomic import atomic_path, atomic_write_text
 
 FORMAT_VERSION = 1
 TASKS = ("denoise", "sr", "deblock")
@@ -92,7 +92,7 @@ class RestorationModel:
 
     def inference_module(self):
         """The eval-mode form used for restoration (BatchNorm folded)."""
-        from .models import inference_module
+        from . import inference_module
 
         return inference_module(self.network)
 
@@ -231,7 +231,7 @@ def list_models(task: str | None = None) -> list[ModelInfo]:
 
 
 def _build_and_fill(path: Path, card: dict, state: dict):
-    from .models import build_model
+    from . import build_model
 
     try:
         network = build_model(card["architecture"], card["config"])

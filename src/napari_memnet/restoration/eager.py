@@ -8,15 +8,15 @@ normalisation (what the evaluator uses).
 
 How an image is processed:
 
-* axes: ``napari_memnet.axes`` (defaults YX, ZYX / YXC, TZYX / ZYXC, TZCYX);
+* axes: ``napari_memnet.core.axes`` (defaults YX, ZYX / YXC, TZYX / ZYXC, TZCYX);
   stack axes plane by plane, independent channels one by one, RGB(A) through
   the luma (Y of YCbCr) with chroma carried and alpha left alone;
-* intensities: ``napari_memnet.intensity`` (uint8 and 8-bit-range data /255,
+* intensities: ``napari_memnet.core.intensity`` (uint8 and 8-bit-range data /255,
   float 0..1 as is, others percentile-normalised) and back to the input dtype;
 * super-resolution: each plane (and the chroma) is MATLAB-bicubic upsampled by
   ``scale`` first (``degrade.imresize``), so the output is ``scale`` times
   larger in Y and X;
-* tiles: ``napari_memnet.tiling`` with a halo of the model's receptive radius,
+* tiles: ``napari_memnet.core.tiling`` with a halo of the model's receptive radius,
   so tiled equals untiled; a CUDA (or host) out-of-memory error halves the
   tile and retries the plane.
 
@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .axes import parse_axes
-from .intensity import Intensity, cast_output, choose_intensity, output_dtype
-from .tiling import count_tiles, tile_grid
+from ..core.axes import parse_axes
+from ..core.intensity import Intensity, cast_output, choose_intensity, output_dtype
+from ..core.tiling import count_tiles, tile_grid
 
 TASKS = ("denoise", "sr", "deblock")
 SR_SCALES = (2, 3, 4)
@@ -166,8 +166,8 @@ class Engine:
     def __init__(self, model, *, device="auto", precision="auto", tile_size=None, task=None):
         import torch
 
-        from .devices import default_tile_size, resolve_device, resolve_precision
-        from .modelfile import load_model
+        from ..core.devices import default_tile_size, resolve_device, resolve_precision
+        from ..models.files import load_model
 
         self.model = load_model(model, task=task)
         if self.model.in_channels != 1:
@@ -199,7 +199,7 @@ class Engine:
         """The network output for one 2-D float32 window, as a 2-D tensor on the device."""
         import torch
 
-        from .devices import autocast
+        from ..core.devices import autocast
 
         x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None, None].to(self.device)
         if self.channels_last:
@@ -243,7 +243,7 @@ class Engine:
 # ---------------------------------------------------------------------------- public API
 def _upsample(values: np.ndarray, scale: int) -> np.ndarray:
     """MATLAB bicubic upsampling of the last two axes (float32 result)."""
-    from .degrade import imresize
+    from ..core.degrade import imresize
 
     return np.asarray(imresize(values, scale), dtype=np.float32)
 
@@ -273,10 +273,10 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
     image (or any image with a ``scheduler``) is computed block by block
     (``lazy.restore_dask_iter``): one ``TileProgress`` per block, and the
     final ``RestoreResult`` holds the whole computed array."""
-    from .lazy import is_lazy_input
+    from .lazy.graph import is_lazy_input
 
     if is_lazy_input(image) or scheduler is not None:
-        from .lazy import as_dask, restore_dask_iter
+        from .lazy.graph import as_dask, restore_dask_iter
 
         if not is_lazy_input(image):
             image = check_image(image)  # a numpy image for a scheduler: same checks, then dask
@@ -317,7 +317,7 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
             raise Cancelled("restoration cancelled")
         src = view[idx]
         if key == "rgb":
-            from .degrade import rgb_to_ycbcr, ycbcr_to_rgb
+            from ..core.degrade import rgb_to_ycbcr, ycbcr_to_rgb
 
             ycc = np.asarray(rgb_to_ycbcr(maps[key].forward(src[..., :3])), dtype=np.float32)
             if scale > 1:
@@ -373,7 +373,7 @@ def restore(image, task, *, scale=None, model=None, axes=None, device="auto", pr
     * ``cancel``: a callable returning True, or a ``threading.Event``, to stop
       between tiles with ``Cancelled``.
 
-    * ``chunks`` / ``scheduler`` (big data, ``napari_memnet.lazy``): a dask or
+    * ``chunks`` / ``scheduler`` (big data, ``napari_memnet.restoration.lazy.graph``): a dask or
       zarr ``image`` gives a LAZY dask array of the result (overlapping blocks
       with a halo of the receptive field, so it equals the in-memory result;
       nothing is computed until asked; ``chunks`` overrides the block size).
@@ -383,10 +383,10 @@ def restore(image, task, *, scale=None, model=None, axes=None, device="auto", pr
 
     The input is never modified. Integer inputs come back in their dtype,
     floating-point ones as float32."""
-    from .lazy import is_lazy_input
+    from .lazy.graph import is_lazy_input
 
     if is_lazy_input(image) and scheduler is None:
-        from .lazy import restore_dask
+        from .lazy.graph import restore_dask
 
         return restore_dask(image, task, scale=scale, model=model, axes=axes, device=device,
                             precision=precision, tile_size=tile_size, chunks=chunks)

@@ -30,7 +30,7 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
     Other keyword arguments are ``TrainConfig`` fields (optimizer, seed, precision, checkpoint_every...).
 
     Intensities are put on the networks' 0..1 scale the way ``restore`` maps its input
-    (``napari_memnet.intensity.choose_intensity``), so the model trains on what it will see at
+    (``napari_memnet.core.intensity.choose_intensity``), so the model trains on what it will see at
     restore time. Image files always; arrays with ``intensity="restore"`` (the default): a pair by
     the map of its DEGRADED array, applied to both (a uint16 pair on 200..3000 trains on about
     0..1, not on 200/65535..3000/65535), a clean array by its own map; uint8 is ``x / 255``, floats
@@ -54,7 +54,7 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
     listed by ``list_models()`` (unless ``model_dir`` puts it elsewhere). Bad data raises ValueError
     before any step; a failure during training is re-raised.
     """
-    from ..modelfile import check_model_name, load_model, user_models_dir
+    from ..models.files import check_model_name, load_model, user_models_dir
 
     check_model_name(name)
     arch_name, arch = "memnet", {}

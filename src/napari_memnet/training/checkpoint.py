@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..atomic import atomic_path
+from ..core.atomic import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
 CHECKPOINT_FORMAT = 1

@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..intensity import Intensity
+from ..core.intensity import Intensity
 from .intensity_maps import (  # noqa: F401 (AS_IS, INTENSITY_RULES: re-exported with the helpers)
     AS_IS,
     INTENSITY_RULES,
@@ -139,7 +139,7 @@ def to_plane(img: np.ndarray, task: str, imap: Intensity | None = None) -> np.nd
         rgb = img[..., :3]
         if task == "denoise":
             return (rgb.astype(np.float64) @ RGB2GRAY).astype(np.float32)
-        from ..degrade import rgb_to_y
+        from ..core.degrade import rgb_to_y
 
         return np.asarray(rgb_to_y(rgb.astype(np.float32)), dtype=np.float32)
     if img.ndim != 2:
@@ -257,7 +257,7 @@ def register_pair(name, inp, tgt, task, problems) -> np.ndarray | None:
         return inp
     sh, sw = tgt.shape[0] / inp.shape[0], tgt.shape[1] / inp.shape[1]
     if task == "sr" and sh == sw and sh == int(sh) and sh >= 2:
-        from ..degrade import imresize
+        from ..core.degrade import imresize
 
         return np.asarray(imresize(inp.astype(np.float32), output_shape=tgt.shape), dtype=np.float32)
     hint = " (for super-resolution the clean image must be an integer multiple of the low-res one)" if task == "sr" else ""
@@ -288,7 +288,7 @@ def _centre_crop(plane: np.ndarray, size: int, multiple: int = 1) -> np.ndarray:
 
 def synthetic_val_items(planes, task, levels, crop, seed) -> list[ValItem]:
     """Fixed degraded validation cases (the same for every run with this seed)."""
-    from .. import degrade
+    from ..core import degrade
 
     rng = np.random.default_rng([seed, 7919])
     items = []

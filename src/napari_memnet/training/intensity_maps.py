@@ -1,6 +1,6 @@
 """How training images and arrays are put on the engine's 0..1 scale.
 
-The rule is ``restore``'s (``napari_memnet.intensity.choose_intensity``: 8-bit
+The rule is ``restore``'s (``napari_memnet.core.intensity.choose_intensity``: 8-bit
 data / 255, 0..1 floats as they are, anything else, e.g. uint16, by its
 0.1/99.9th percentiles), so a model meets at restore time the intensities it
 trained on: ``image_intensity`` for one image, ``pair_intensity`` for a
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..intensity import Intensity, choose_intensity, percentile_range
+from ..core.intensity import Intensity, choose_intensity, percentile_range
 
 RESTORE = "restore"  # arrays are mapped as restore maps them (the default)
 AS_IS = "as-is"  # arrays are already on the engine's 0..1 scale

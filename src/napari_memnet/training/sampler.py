@@ -112,7 +112,7 @@ class PatchSampler:
         return self._jpeg_batch(tgt)
 
     def _sr_batch(self, tgt: np.ndarray):
-        from ..degrade import bicubic_degrade
+        from ..core.degrade import bicubic_degrade
 
         n, p = len(tgt), self.patch
         scales = self.rng.choice(np.asarray(self.levels), size=n)
@@ -125,7 +125,7 @@ class PatchSampler:
         return degraded[..., o:o + p, o:o + p].contiguous(), full[..., o:o + p, o:o + p].contiguous(), scales.tolist()
 
     def _jpeg_batch(self, tgt: np.ndarray):
-        from ..degrade import jpeg_compress
+        from ..core.degrade import jpeg_compress
 
         n, p = len(tgt), self.patch
         lo, hi = self.levels

@@ -61,7 +61,7 @@ RECALIBRATION_SEED_OFFSET = 1_000_003
 
 def resolve_device(name: str = "auto") -> torch.device:
     try:
-        from ..devices import resolve_device as _resolve
+        from ..core.devices import resolve_device as _resolve
     except ImportError:
         _resolve = None
     if _resolve is not None:
@@ -79,7 +79,7 @@ def seed_everything(seed: int) -> None:
 
 def model_folder(model_dir) -> Path:
     """Where the final model goes: ``model_dir``, or the user model folder when it is ``None``."""
-    from ..modelfile import user_models_dir
+    from ..models.files import user_models_dir
 
     return Path(model_dir) if model_dir else user_models_dir()
 
@@ -90,7 +90,7 @@ def bundled_name_problem(name: str, model_dir=None) -> str | None:
     A user model shadows the bundled model of the same name (``modelfile.find_model``), and a task's
     default is looked up by that name, so the user model folder (and the bundled folder itself) never
     takes a bundled model's name. Other folders (``memnet train --out-dir``) may."""
-    from ..modelfile import BUNDLED_DIR, DEFAULT_MODELS, user_models_dir
+    from ..models.files import BUNDLED_DIR, DEFAULT_MODELS, user_models_dir
 
     bundled = set(DEFAULT_MODELS.values()) | {p.stem for p in BUNDLED_DIR.glob("*.safetensors")}
     folder = model_folder(model_dir).resolve()
@@ -198,7 +198,7 @@ class Trainer:
 
         cfg = self.config
         if cfg.init:
-            from ..modelfile import load_model
+            from ..models.files import load_model
 
             loaded = load_model(cfg.init)
             self.base_model_name = loaded.name
@@ -277,7 +277,7 @@ class Trainer:
     @torch.no_grad()
     def validate(self) -> Validation:
         """PSNR of the current model on the fixed validation items (eval mode, fp32)."""
-        from ..metrics import psnr
+        from ..core.metrics import psnr
 
         t0 = time.perf_counter()
         items = self.data.val
@@ -369,7 +369,7 @@ class Trainer:
 
     def save_final_model(self, seconds: float, directory=None, name: str | None = None):
         """Save the model (``model_network``) with its card: in the model folder, or ``directory``."""
-        from ..modelfile import save_model
+        from ..models.files import save_model
 
         cfg = self.config
         last = self.history.get("last") or {}

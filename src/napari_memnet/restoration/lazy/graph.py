@@ -21,7 +21,7 @@ and ``boundary="none"``:
 
 Intensities are normalised GLOBALLY, never per block (that would make seams);
 how, and the chunk grid, the halo and the ``BlockPlan`` every block gets,
-are decided in ``napari_memnet.lazy_plan`` (its public names are importable
+are decided in ``napari_memnet.restoration.lazy.plan`` (its public names are importable
 from here too). Pass ``normalization=(low, high)`` to fix the map yourself.
 
 This module runs the plan: the block function (``restore_block``), the graph
@@ -41,9 +41,9 @@ from collections import OrderedDict
 
 import numpy as np
 
-from .distributed import get_engine, iter_blocks, model_spec
-from .intensity import output_dtype
-from .lazy_plan import (  # re-exported (listed in __all__): the plan's public names live in lazy_plan
+from .schedulers import get_engine, iter_blocks, model_spec
+from ...core.intensity import output_dtype
+from .plan import (  # re-exported (listed in __all__): the plan's public names live in lazy_plan
     CPU_CHUNK,
     GPU_CHUNK,
     PERCENTILES,
@@ -208,8 +208,8 @@ def restore_block(block: np.ndarray, plan: BlockPlan, loc: tuple, numblocks: tup
 
 
 def _restore_rgb(engine, src: np.ndarray, plan: BlockPlan, crop: tuple) -> np.ndarray:
-    from .color import rgb_to_ycbcr, ycbcr_to_rgb
-    from .intensity import cast_output
+    from ...core.color import rgb_to_ycbcr, ycbcr_to_rgb
+    from ...core.intensity import cast_output
 
     s, norm = plan.scale, plan.norms[0]
     ycc = np.asarray(rgb_to_ycbcr(norm.forward(src[..., :3])), dtype=np.float32)
@@ -232,7 +232,7 @@ def _upsample(values: np.ndarray, scale: int) -> np.ndarray:
     """MATLAB bicubic upsampling of the last two axes by an integer ``scale``."""
     if scale == 1:
         return values
-    from .imresize import imresize
+    from ...core.imresize import imresize
 
     h, w = values.shape[-2:]
     return np.asarray(imresize(values, output_shape=(h * scale, w * scale)), dtype=np.float32)
@@ -267,8 +267,8 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     import dask.array as da
     from dask.base import tokenize
 
-    from .distributed import normalize_scheduler
-    from .inference import check_task
+    from .schedulers import normalize_scheduler
+    from ..eager import check_task
 
     task, s = check_task(task, scale)
     normalize_scheduler(scheduler)
@@ -312,7 +312,7 @@ def compute_iter(result, *, scheduler=None, cancel=None):
     holding the numpy array, like ``inference.restore_iter``. ``cancel``
     (threading.Event) stops between blocks with ``Cancelled``; a failing block
     raises ``distributed.BlockError`` naming it."""
-    from .inference import RestoreResult, TileProgress
+    from ..eager import RestoreResult, TileProgress
 
     start = time.perf_counter()
     out = np.empty(result.shape, dtype=result.dtype)
@@ -343,7 +343,7 @@ def engine_settings(plan: BlockPlan, scheduler=None) -> tuple[str, str, int]:
     resolved differently are joined with commas (e.g. "cuda:0,cpu") and the
     smallest tile is given; when no worker has one (they left the cluster),
     the request is reported as given."""
-    from .distributed import normalize_scheduler, scheduler_client
+    from .schedulers import normalize_scheduler, scheduler_client
 
     if normalize_scheduler(scheduler) in ("threads", "synchronous"):
         engine = get_engine(plan.spec, plan.device, plan.precision, plan.tile_size)
@@ -359,7 +359,7 @@ def engine_settings(plan: BlockPlan, scheduler=None) -> tuple[str, str, int]:
 
 def _worker_engine_settings(key: str, device: str, precision: str, tile_size) -> tuple | None:
     """On a worker: (device, precision, tile) of its cached engine for the plan, or None."""
-    from . import distributed
+    from . import schedulers as distributed
 
     engine = distributed._ENGINES.get((key, str(device), str(precision), tile_size))
     return None if engine is None else (str(engine.device), engine.precision, int(engine.tile))

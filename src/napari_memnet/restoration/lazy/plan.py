@@ -1,6 +1,6 @@
 """Planning a lazy restoration: everything decided BEFORE any block runs.
 
-``napari_memnet.lazy`` builds and runs the dask graph; this module holds the
+``napari_memnet.restoration.lazy.graph`` builds and runs the dask graph; this module holds the
 decisions it is built from, all cheap and free of model execution:
 
 * input kinds: ``is_dask_array``, ``is_lazy_input``, ``as_dask`` (dask, zarr
@@ -17,7 +17,7 @@ decisions it is built from, all cheap and free of model execution:
   each), or a fixed ``Normalization(low, high)``;
 * ``BlockPlan``: the small, picklable description every block receives.
 
-Every public name here is also importable from ``napari_memnet.lazy``.
+Every public name here is also importable from ``napari_memnet.restoration.lazy.graph``.
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .distributed import ModelSpec
-from .intensity import DEFAULT_PERCENTILES, Intensity, choose_intensity
+from .schedulers import ModelSpec
+from ...core.intensity import DEFAULT_PERCENTILES, Intensity, choose_intensity
 
 __all__ = [
     "CPU_CHUNK",
@@ -145,9 +145,9 @@ def as_dask(image, chunks=None):
 
 def parse_axes(axes: str | None, shape: tuple) -> tuple[str, bool]:
     """``(axes, is_rgb)``: the axes letters of an image, checked by
-    ``napari_memnet.axes`` (same defaults as ``restore``), with the channel
+    ``napari_memnet.core.axes`` (same defaults as ``restore``), with the channel
     letter written ``C``; ``is_rgb`` for a trailing channel axis of 3 or 4."""
-    from .axes import parse_axes as parse_layout
+    from ...core.axes import parse_axes as parse_layout
 
     layout = parse_layout(axes, tuple(shape))
     letters = list(layout.axes)
@@ -158,7 +158,7 @@ def parse_axes(axes: str | None, shape: tuple) -> tuple[str, bool]:
 
 def _default_yx_chunk(device: str) -> int:
     try:
-        from .devices import resolve_device
+        from ...core.devices import resolve_device
 
         kind = resolve_device(device).type
     except Exception:  # devices unavailable: plan for the CPU
@@ -208,7 +208,7 @@ def choose_chunks(shape: tuple, axes: str, halo: int, *, device: str = "auto", c
 
 
 def is_lazy_input(image) -> bool:
-    """True for a dask array or a zarr array (what ``restore`` hands to ``napari_memnet.lazy``)."""
+    """True for a dask array or a zarr array (what ``restore`` hands to ``napari_memnet.restoration.lazy.graph``)."""
     return is_dask_array(image) or (type(image).__module__.startswith("zarr") and hasattr(image, "chunks"))
 
 

@@ -66,13 +66,13 @@ class ModelSpec:
 
     def load(self):
         """Load the ``RestorationModel`` this spec describes (no cache)."""
-        from .modelfile import RestorationModel, load_model
+        from ...models.files import RestorationModel, load_model
 
         if self.path is not None:
             return load_model(self.path)
         from safetensors.torch import load as load_bytes
 
-        from .models import build_model
+        from ...models import build_model
 
         network = build_model(self.card["architecture"], self.card["config"])
         network.load_state_dict(load_bytes(self.weights), strict=True)
@@ -87,7 +87,7 @@ def model_spec(model=None, task: str | None = None) -> ModelSpec:
     """A ``ModelSpec`` for a model name, a path, a ``RestorationModel``, a
     network, or ``None`` (the task's bundled default). Loads the model once
     here (to validate it and read its receptive radius)."""
-    from .modelfile import _sha256, load_model
+    from ...models.files import _sha256, load_model
 
     if isinstance(model, ModelSpec):
         return model
@@ -143,7 +143,7 @@ def get_engine(spec: ModelSpec, device: str = "auto", precision: str = "auto", t
     with _CACHE_LOCK:
         engine = _ENGINES.get(key)
         if engine is None:
-            from .inference import Engine
+            from ..eager import Engine
 
             engine = Engine(model, device=device, precision=precision, tile_size=tile_size)
             _ENGINES[key] = engine
@@ -249,7 +249,7 @@ def iter_blocks(items, scheduler=None, *, cancel=None, max_in_flight: int | None
     worker threads, at least 2), so memory stays bounded by a few blocks and
     a huge image never has its whole graph submitted at once. ``cancel`` (a
     ``threading.Event``) is checked between items; when set, outstanding work
-    is dropped and ``Cancelled`` (from ``napari_memnet.inference``) is raised.
+    is dropped and ``Cancelled`` (from ``napari_memnet.restoration.eager``) is raised.
     A failing item raises ``BlockError`` naming its key (items finished before
     were yielded). On a distributed cluster a failed task is retried
     ``retries`` times; a worker that dies is handled by dask itself (its tasks
@@ -293,7 +293,7 @@ def _cancelled(cancel) -> bool:
 
 def _check_cancel(cancel) -> None:
     if _cancelled(cancel):
-        from .inference import Cancelled
+        from ..eager import Cancelled
 
         raise Cancelled("cancelled")
 

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .atomic import atomic_write_text
+from ...core.atomic import atomic_write_text
 
 __all__ = ["open_image", "restore_to_zarr", "ZarrRestoreReport", "DONE_DIR", "OME_AXIS_TYPES"]
 
@@ -205,8 +205,8 @@ def restore_to_zarr(src, dst, task: str, *, scale=None, model=None, axes: str | 
     stay marked, so a rerun continues. Returns a ``ZarrRestoreReport``."""
     import dask
 
-    from .distributed import run_blocks
-    from .lazy import _block_slices, plan_of, restore_dask
+    from .schedulers import run_blocks
+    from .graph import _block_slices, plan_of, restore_dask
 
     zarr = _require_zarr()
     start = time.perf_counter()
@@ -271,7 +271,7 @@ def restore_to_zarr(src, dst, task: str, *, scale=None, model=None, axes: str | 
         nonlocal written
         written += 1
         if progress is not None:
-            from .inference import TileProgress
+            from ..eager import TileProgress
 
             done = skipped + written
             elapsed = time.perf_counter() - start
@@ -330,7 +330,7 @@ def zarr_output_path(path: Path, outdir: Path, task: str, ome: bool) -> Path:
 
 def cli_restore_one(path, outdir, args, model, quiet: bool = False) -> str:
     """Restore one input into zarr for ``memnet restore`` and return its report line."""
-    from .progressbar import ProgressBar
+    from ...commands.progressbar import ProgressBar
 
     path = Path(path)
     target = zarr_output_path(path, Path(outdir), args.task, bool(getattr(args, "ome", False)))

@@ -1,0 +1,1 @@
+"""Big data: lazy dask restoration (plan, graph), schedulers and zarr/TIFF input and output, all running the per-plane pipeline."""
