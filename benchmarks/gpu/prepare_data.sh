@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# Copy the training images the GPU scripts need into .data/ of this checkout (an ignored folder),
+# so they travel with it to the GPU machine (device tool: carry [".data"]; 64 MiB at most in all).
+#
+#   bash benchmarks/gpu/prepare_data.sh              # .data/train/{Train400,T91,BSD200}
+#   bash benchmarks/gpu/prepare_data.sh --with-test  # and .data/test/{Set12,Set5,Classic5} for memnet eval there
+#
+# Train400 is the denoising set; T91 + BSD200 (the paper's "291 images") serve SR and deblocking.
+# Source: $NAPARI_MEMNET_DATA or ../shared/data beside the checkout. Only the named sets are replaced;
+# anything else already in .data/ stays (and is counted). Prints the size and fails when .data/
+# exceeds the carry limit.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+SRC="${NAPARI_MEMNET_DATA:-../shared/data}"
+LIMIT_KIB=$((64 * 1024))
+TRAIN_SETS="Train400 T91 BSD200"
+TEST_SETS="Set12 Set5 Classic5"
+with_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --with-test) with_test=1 ;;
+    *) echo "usage: bash benchmarks/gpu/prepare_data.sh [--with-test]" >&2; exit 2 ;;
+  esac
+done
+
+copy_sets() {  # copy_sets KIND SET...: $SRC/KIND/SET -> .data/KIND/SET
+  local kind=$1; shift
+  mkdir -p ".data/$kind"
+  for set in "$@"; do
+    if [ ! -d "$SRC/$kind/$set" ]; then
+      echo "prepare_data.sh: $SRC/$kind/$set not found" >&2
+      exit 1
+    fi
+    rm -rf ".data/$kind/$set"
+    cp -r "$SRC/$kind/$set" ".data/$kind/$set"
+    echo "  .data/$kind/$set: $(find ".data/$kind/$set" -type f | wc -l) files, $(du -sh ".data/$kind/$set" | cut -f1)"
+  done
+}
+
+echo "copying from $SRC:"
+copy_sets train $TRAIN_SETS
+if [ "$with_test" = 1 ]; then
+  copy_sets test $TEST_SETS
+fi
+git check-ignore -q .data || { echo "prepare_data.sh: .data/ is not ignored by git" >&2; exit 1; }
+total_kib=$(du -sk .data | cut -f1)
+echo ".data/ in all: $(du -sh .data | cut -f1) (${total_kib} KiB; the device tool carries at most ${LIMIT_KIB} KiB)"
+if [ "$total_kib" -gt "$LIMIT_KIB" ]; then
+  echo "prepare_data.sh: .data/ is larger than the 64 MiB the device tool carries" >&2
+  exit 1
+fi
