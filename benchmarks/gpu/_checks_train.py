@@ -70,15 +70,14 @@ def check_fine_tune(ctx):
     """napari_memnet.fine_tune of the bundled denoiser on the device, then restore with the result."""
     import numpy as np
 
-    import napari_memnet
-    from napari_memnet.models.files import save_model
+    save_model, fine_tune, restore = _common.api("save_model"), _common.api("fine_tune"), _common.api("restore")
 
     base = _common.BUNDLED["denoise"]
     if ctx.smoke:
         base = str(save_model(ctx._tiny, "device-check-tiny", task="denoise", directory=ctx.tmp / "base").path)
     steps = 2 if ctx.smoke else 10
     clean, source = training_source(ctx, 8 if ctx.smoke else 24)
-    model = napari_memnet.fine_tune(clean=clean, task="denoise", base_model=base, steps=steps,
+    model = fine_tune(clean=clean, task="denoise", base_model=base, steps=steps,
                                     batch_size=4 if ctx.smoke else 16, patch_size=16 if ctx.smoke else 48,
                                     name="device-check-finetuned", device=ctx.device, validation=2,
                                     out_dir=ctx.tmp / "finetune", model_dir=ctx.tmp / "models",
@@ -87,7 +86,7 @@ def check_fine_tune(ctx):
     training = model.card.get("training", {})
     clean8 = sample_plane(ctx.side)
     noisy = np.clip(clean8 + np.random.default_rng(7).normal(0, 25, clean8.shape), 0, 255).astype(np.uint8)
-    out = napari_memnet.restore(noisy, "denoise", model=model, device=ctx.device)
+    out = restore(noisy, "denoise", model=model, device=ctx.device)
     value = {"base_model": model.card.get("base_model"), "data": source, "device": training.get("device"),
              "precision": training.get("precision"), "steps": training.get("steps"),
              "val_psnr_before": training.get("validation_psnr_before"),

@@ -60,6 +60,31 @@ def smoke_threads(smoke: bool):
         torch.set_num_threads(saved)
 
 
+# Where the engine's functions live. The package is being reorganised while these scripts wait for a
+# GPU, so names are looked up in the current modules first, then in the layout before 2026-11-29.
+API_MODULES = (
+    "napari_memnet", "napari_memnet.api", "napari_memnet.restoration.engine", "napari_memnet.restoration.eager",
+    "napari_memnet.restoration.events", "napari_memnet.models.files", "napari_memnet.core.devices",
+    "napari_memnet.core.metrics", "napari_memnet.core.degrade", "napari_memnet.core.atomic",
+    "napari_memnet.inference", "napari_memnet.modelfile", "napari_memnet.devices", "napari_memnet.metrics",
+    "napari_memnet.degrade", "napari_memnet.atomic",
+)
+
+
+def api(name: str):
+    """``name`` (``restore``, ``restore_iter``, ``restore_plane``, ``Engine``, ``load_model``, ``psnr``,
+    ``default_tile_size``, ``add_noise``...) from the first module of ``API_MODULES`` that has it."""
+    import importlib
+
+    for module_name in API_MODULES:
+        try:
+            module = importlib.import_module(module_name)
+            return getattr(module, name)
+        except (ImportError, AttributeError):
+            continue
+    raise ImportError(f"napari_memnet has no {name!r} in any of {API_MODULES}")
+
+
 def utc_now() -> str:
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -117,9 +142,7 @@ def clean_json(value):
 
 
 def write_json(path: Path, data: dict) -> None:
-    from napari_memnet.core.atomic import atomic_write_text
-
-    atomic_write_text(path, json.dumps(clean_json(data), indent=2, allow_nan=False) + "\n")
+    api("atomic_write_text")(path, json.dumps(clean_json(data), indent=2, allow_nan=False) + "\n")
 
 
 def sync(device) -> None:
@@ -223,8 +246,7 @@ def psnr(x, ref, peak=1.0, shave=0):
     """PSNR in dB of images on 0..``peak`` (``metrics.psnr``); colour (H, W, C) as one plane."""
     import numpy as np
 
-    from napari_memnet.core.metrics import psnr as _psnr
-
+    _psnr = api("psnr")
     x, ref = np.asarray(x, np.float64) / peak, np.asarray(ref, np.float64) / peak
     if x.ndim == 3:  # colour: all channels as one plane
         x, ref = x.reshape(x.shape[0], -1), ref.reshape(ref.shape[0], -1)

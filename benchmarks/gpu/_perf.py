@@ -13,7 +13,11 @@
 from __future__ import annotations
 
 import copy
+import inspect
+import sys
 import time
+
+from _common import api
 
 GOAL_MP_S = 40.0  # issue #16: M6R6 C64 in bf16 on an H100/H200-class GPU
 GPU_SIDES = (512, 1024, 2048, 4096)
@@ -30,8 +34,9 @@ def fast_model(ctx):
     """A bundled model whose card has unshuffle > 1, else an untrained MemNet M4R4 C48 with
     unshuffle 2 where this checkout has that option, else M4R4 C48 without it (said so)."""
     from napari_memnet.benchmark import random_memnet
-    from napari_memnet.models.files import list_models, load_model
     from napari_memnet.models import MemNetConfig, build_model
+
+    list_models, load_model = api("list_models"), api("load_model")
 
     for info in list_models():
         if info.source == "bundled" and int(info.card.get("config", {}).get("unshuffle", 1)) > 1:
@@ -80,7 +85,8 @@ def measure(ctx, model, label, precision, side, flops_px, results):
     import torch
 
     from _common import sample_plane, sync
-    from napari_memnet.restoration.eager import Engine, restore_iter
+
+    Engine, restore_iter = api("Engine"), api("restore_iter")
 
     img = sample_plane(side)
     noisy = np.clip(img + np.random.default_rng(9).normal(0, 25, img.shape), 0, 255).astype(np.uint8)
@@ -126,9 +132,8 @@ def profile(ctx, model, results, paper_label):
     import numpy as np
 
     from _common import profile_table
-    from napari_memnet.restoration.eager import Engine
 
-    engine = Engine(model, device=ctx.device, precision="bf16" if ctx.cuda else "fp32")
+    engine = api("Engine")(model, device=ctx.device, precision="bf16" if ctx.cuda else "fp32")
     side = min(2048 if ctx.cuda else 64, engine.tile + 2 * engine.halo)
     plane = np.random.default_rng(10).random((side, side), dtype=np.float32)
     engine.forward(plane)  # warm-up
@@ -143,23 +148,31 @@ def effect(ctx, model, switch):
     """The paper model's forward MP/s with ``switch`` on and off (bf16 on CUDA, fp32 on the CPU)."""
     import torch
 
-    from napari_memnet.restoration import eager as inference
-    from napari_memnet.restoration.eager import Engine
-
+    Engine = api("Engine")
+    # channels_last: Engine(channels_last=...) where the engine takes it, else its module's CHANNELS_LAST switch
+    by_argument = "channels_last" in inspect.signature(Engine).parameters
+    home = sys.modules[Engine.__module__]
+    if switch == "channels_last" and not by_argument and not hasattr(home, "CHANNELS_LAST"):
+        return None, "skipped: this engine has no channels_last switch"
     precision = "bf16" if ctx.cuda else "fp32"
     side = 2048 if ctx.cuda else 64
     out = {"side": side, "precision": precision}
-    saved_cl, saved_bench = inference.CHANNELS_LAST, torch.backends.cudnn.benchmark
+    saved_cl, saved_bench = getattr(home, "CHANNELS_LAST", None), torch.backends.cudnn.benchmark
     try:
         for state in (False, True):
-            if switch == "channels_last":
-                inference.CHANNELS_LAST = state
+            kw = {}
+            if switch == "channels_last" and by_argument:
+                kw["channels_last"] = state
+            elif switch == "channels_last":
+                home.CHANNELS_LAST = state
             else:
                 torch.backends.cudnn.benchmark = state
-            engine = Engine(model, device=ctx.device, precision=precision)
+            engine = Engine(model, device=ctx.device, precision=precision, **kw)
             out[f"{'on' if state else 'off'}_mp_per_s"] = _forward_rate(ctx, engine, min(side, engine.tile))[0]
     finally:
-        inference.CHANNELS_LAST, torch.backends.cudnn.benchmark = saved_cl, saved_bench
+        torch.backends.cudnn.benchmark = saved_bench
+        if hasattr(home, "CHANNELS_LAST"):
+            home.CHANNELS_LAST = saved_cl
     out["on_over_off"] = out["on_mp_per_s"] / out["off_mp_per_s"]
     out["engine_default"] = ("on (CUDA and CPU)" if switch == "channels_last"
                              else f"torch default: {saved_bench}")

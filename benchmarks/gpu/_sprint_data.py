@@ -20,6 +20,7 @@ import time
 import numpy as np
 import torch
 
+import _common
 from _common import BUNDLED, sample_crops, training_files
 
 FAST_ARCH = {"blocks": 4, "recursions": 4, "channels": 48, "unshuffle": 2}
@@ -28,8 +29,8 @@ TINY = {"memnet": {"blocks": 2, "recursions": 2, "channels": 8}, "red30": {"laye
 
 def start_network(spec: str | None, task: str, smoke: bool):
     """(network in train mode, description, card or None) to continue training from."""
-    from napari_memnet.models.files import load_model
     from napari_memnet.models import MemNetConfig, build_model
+    load_model = _common.api("load_model")
     from napari_memnet.training.config import DEFAULT_ARCH
 
     if smoke and spec in (None, "red30", "fast"):
@@ -142,8 +143,7 @@ class BatchStream:
 @torch.no_grad()
 def validate(net, items, task, device) -> dict:
     """Mean PSNR (and of the degraded inputs) over ``items``, per level too; eval mode, fp32."""
-    from napari_memnet.core.metrics import psnr
-
+    psnr = _common.api("psnr")
     t0 = time.perf_counter()
     was_training = net.training
     flags = torch.backends.cudnn.allow_tf32, torch.backends.cudnn.benchmark

@@ -59,8 +59,7 @@ class Context:
 
     def task_model(self, task):
         """The task's bundled paper model (smoke: a tiny random MemNet)."""
-        from napari_memnet.models.files import load_model
-
+        load_model = _common.api("load_model")
         if self.smoke:
             return load_model(self._tiny, task=task)
         return load_model(_common.BUNDLED[task])
@@ -70,15 +69,14 @@ def degraded(task, clean8):
     """(model input on 0..1, target on 0..1, PSNR shave) for a uint8 clean plane."""
     import numpy as np
 
-    from napari_memnet.core import degrade
-
+    api = _common.api
     clean = clean8.astype(np.float32) / 255
     if task == "denoise":
-        return degrade.add_noise(clean, 25.0, rng=0).astype(np.float32), clean, 0
+        return api("add_noise")(clean, 25.0, rng=0).astype(np.float32), clean, 0
     if task == "sr":
-        target = np.ascontiguousarray(degrade.modcrop(clean, 2))
-        return np.asarray(degrade.bicubic_degrade(target, 2), np.float32), target, 2
-    return degrade.jpeg_compress(clean8, 10).astype(np.float32) / 255, clean, 0
+        target = np.ascontiguousarray(api("modcrop")(clean, 2))
+        return np.asarray(api("bicubic_degrade")(target, 2), np.float32), target, 2
+    return api("jpeg_compress")(clean8, 10).astype(np.float32) / 255, clean, 0
 
 
 # ------------------------------------------------------------------ correctness
@@ -91,16 +89,15 @@ def check_cuda(ctx):
 
 
 def check_restore_vs_cpu(ctx, task):
-    """restore_plane through Engine on the device (fp32, fp32 without TF32, bf16) against the CPU fp32 result."""
+    """restore_plane on the device (fp32, fp32 without TF32, bf16) against the CPU fp32 result."""
     import numpy as np
     import torch
 
-    from napari_memnet.restoration.eager import Engine, restore_plane
-
+    restore_plane = _common.api("restore_plane")
     model = ctx.task_model(task)
     inp, target, shave = degraded(task, sample_plane(ctx.side))
     clip = (lambda y: np.clip(y, 0, 1)) if task != "denoise" else (lambda y: y)
-    ref = clip(restore_plane(Engine(model, device="cpu", precision="fp32"), inp))
+    ref = clip(restore_plane(model, inp, device="cpu", precision="fp32"))
     ref_psnr = psnr(ref, target, shave=shave)
     value = {"model": model.name, "image": list(inp.shape), "cpu_fp32_psnr": ref_psnr,
              "input_psnr": psnr(inp, target, shave=shave)}
@@ -111,13 +108,11 @@ def check_restore_vs_cpu(ctx, task):
                                               ("bf16", "bf16", tf32, BF16_PSNR_TOLERANCE_DB)):
         torch.backends.cudnn.allow_tf32 = allow_tf32
         try:
-            engine = Engine(model, device=ctx.device, precision=precision)
-            out = clip(restore_plane(engine, inp))
+            out = clip(restore_plane(model, inp, device=ctx.device, precision=precision))
         finally:
             torch.backends.cudnn.allow_tf32 = tf32
         diff = psnr(out, target, shave=shave) - ref_psnr
-        entry = {"precision": engine.precision, "device": str(engine.device), "tile": engine.tile,
-                 "max_abs_diff": max_abs(out, ref), "psnr_diff_db": diff, "cudnn_allow_tf32": allow_tf32}
+        entry = {"precision": precision, "device": ctx.device, "max_abs_diff": max_abs(out, ref), "psnr_diff_db": diff, "cudnn_allow_tf32": allow_tf32}
         entry["ok"] = bool(np.isfinite(out).all()) and (
             abs(diff) <= tol if tol is not None else entry["max_abs_diff"] <= EXACT_FP32_MAX_ABS)
         ok = ok and entry["ok"]
@@ -127,8 +122,7 @@ def check_restore_vs_cpu(ctx, task):
 
 def _restore_pair(ctx, image, model, **kw):
     """(RestoreResult on the device, numpy result on the CPU) of ``restore``."""
-    from napari_memnet.restoration.eager import restore, restore_iter
-
+    restore, restore_iter = _common.api("restore"), _common.api("restore_iter")
     result = None
     for item in restore_iter(image, "denoise", model=model, device=ctx.device, **kw):
         result = item
@@ -211,8 +205,7 @@ def check_dask(ctx):
         return None, "skipped: dask missing"
     import numpy as np
 
-    from napari_memnet.restoration.eager import restore
-
+    restore = _common.api("restore")
     side = 2 * ctx.side
     clean = sample_plane(side)
     noisy = np.clip(np.round(clean + np.random.default_rng(4).normal(0, 25, clean.shape)), 0, 255).astype(np.uint8)
@@ -254,9 +247,8 @@ def check_dask_default_chunks(ctx):
 
 
 def _dask_result(ctx, lazy, model, chunks=None):
-    from napari_memnet.restoration.eager import restore_iter
-
     result, blocks = None, 0
+    restore_iter = _common.api("restore_iter")
     for item in restore_iter(lazy, "denoise", model=model, device=ctx.device, chunks=chunks):
         if hasattr(item, "data"):
             result = item
@@ -270,9 +262,8 @@ def check_tile_size(ctx):
     import numpy as np
     import torch
 
-    from napari_memnet.core.devices import bytes_per_pixel, default_tile_size
-    from napari_memnet.restoration.eager import Engine
-
+    api = _common.api
+    bytes_per_pixel, default_tile_size, Engine = api("bytes_per_pixel"), api("default_tile_size"), api("Engine")
     model = ctx.task_model("denoise")
     torch.cuda.empty_cache()
     engine = Engine(model, device=ctx.device, precision="bf16")
@@ -296,37 +287,41 @@ def check_tile_size(ctx):
 
 
 def check_oom_fallback(ctx):
-    """Fill GPU memory so a 2048 px tile cannot fit; the engine must halve its tile and still be right."""
+    """Fill GPU memory so a 2048 px tile cannot fit; restore must halve its tile and still be right."""
     import numpy as np
     import torch
 
-    from napari_memnet.core.devices import bytes_per_pixel
-    from napari_memnet.restoration.eager import Engine, restore_plane
-
+    restore_iter = _common.api("restore_iter")
     model = ctx.task_model("denoise")
     side = requested = 2048
-    clean = sample_plane(side).astype(np.float32) / 255
-    noisy = clean + np.random.default_rng(6).normal(0, 25 / 255, clean.shape).astype(np.float32)
+    clean = sample_plane(side)
+    noisy = np.clip(np.round(clean + np.random.default_rng(6).normal(0, 25, clean.shape)), 0, 255).astype(np.uint8)
     halo = int(model.receptive_radius)
-    keep = int(bytes_per_pixel(model.network, "bf16") * (requested // 4 + 2 * halo) ** 2 * 1.5)
+    keep = int(_common.api("bytes_per_pixel")(model.network, "bf16") * (requested // 4 + 2 * halo) ** 2 * 1.5)
     torch.cuda.empty_cache()
     free = torch.cuda.mem_get_info()[0]
     filler = torch.empty(max(0, free - keep), dtype=torch.uint8, device=ctx.device)
+    totals = []
     try:
         left = torch.cuda.mem_get_info()[0]
-        engine = Engine(model, device=ctx.device, precision="bf16", tile_size=requested)
         t0 = time.monotonic()
-        out = restore_plane(engine, noisy)
+        for item in restore_iter(noisy, "denoise", model=model, device=ctx.device, precision="bf16",
+                                 tile_size=requested):
+            if hasattr(item, "data"):
+                result = item
+            elif not totals or totals[-1] != item.total:
+                totals.append(item.total)  # the tile count goes up when a plane restarts with smaller tiles
         seconds = time.monotonic() - t0
     finally:
         del filler
         torch.cuda.empty_cache()
-    ref = restore_plane(Engine(model, device=ctx.device, precision="bf16", tile_size=engine.tile), noisy)
-    value = {"requested_tile": requested, "final_tile": engine.tile,
-             "halvings": int(round(math.log2(requested / engine.tile))), "free_left_gib": left / 2**30,
-             "seconds": seconds, "psnr": psnr(out, clean), "reference_psnr": psnr(ref, clean),
-             "max_abs_diff_vs_reference": max_abs(out, ref)}
-    ok = engine.tile < requested and abs(value["psnr"] - value["reference_psnr"]) <= BF16_PSNR_TOLERANCE_DB
+    final = int(result.tile_size)
+    ref = _common.api("restore")(noisy, "denoise", model=model, device=ctx.device, precision="bf16", tile_size=final)
+    value = {"requested_tile": requested, "final_tile": final, "halvings": int(round(math.log2(requested / final))),
+             "tile_counts_seen": totals, "free_left_gib": left / 2**30, "seconds": seconds,
+             "psnr": psnr(result.data, clean, 255), "reference_psnr": psnr(ref, clean, 255),
+             "max_abs_diff_vs_reference_levels": max_abs(result.data, ref)}
+    ok = final < requested and abs(value["psnr"] - value["reference_psnr"]) <= BF16_PSNR_TOLERANCE_DB
     return ok, value
 
 

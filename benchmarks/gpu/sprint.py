@@ -214,10 +214,9 @@ def run(args, out, record) -> int:
     import torch
 
     from _sprint_data import BatchStream, card_levels, load_data, start_network, validate
-    from napari_memnet.core.devices import resolve_device
     from napari_memnet.training.bn_calibration import batchnorm_layers, recalibrate_batchnorm
 
-    device = torch.device("cpu") if args.smoke else resolve_device(args.device)
+    device = torch.device("cpu") if args.smoke else _common.api("resolve_device")(args.device)
     cuda = device.type == "cuda"
     torch.backends.cudnn.benchmark = cuda and not args.no_cudnn_benchmark
     precision = "bf16" if cuda else "fp32"
@@ -253,8 +252,9 @@ def run(args, out, record) -> int:
                   startup_seconds=time.monotonic() - START)
 
     def save_weights(note):
-        from napari_memnet.models.files import save_model
         from napari_memnet.training.trainer import level_card
+
+        save_model = _common.api("save_model")
 
         metrics = [{"dataset": "validation (held-out training images)", "level": lv, "psnr": round(v["psnr"], 4),
                     "input_psnr": round(v["input_psnr"], 4), "before_psnr": before["per_level"][lv]["psnr"],
