@@ -56,7 +56,8 @@ def parse(argv):
     p.add_argument("--smoke", action="store_true", help="the CPU, a tiny net, the bundled sample image, seconds")
     p.add_argument("--model", help="model name or file to continue, or 'red30' / 'fast' for a fresh net "
                    "(default: the task's bundled model)")
-    p.add_argument("--name", help="name of the saved model (default: <start model>-sprint)")
+    p.add_argument("--name", help="name of the saved model (default: <start model>-sprint; a *-sprint model keeps "
+                   "its name)")
     p.add_argument("--data", help="training images (default: .data/train, else ../shared/data/train)")
     p.add_argument("--device", default="auto")
     p.add_argument("--batch", type=int, help="patches per step (default 64, smoke 4)")
@@ -229,7 +230,8 @@ def run(args, out, record) -> int:
                                      smoke=args.smoke)
     fresh = card is None
     lr = args.lr or (1e-3 if fresh else 1e-4)
-    name = args.name or (f"{args.task}-{net.architecture}-sprint" if fresh else f"{start}-sprint")
+    name = args.name or (f"{args.task}-{net.architecture}-sprint" if fresh
+                         else start if start.endswith("-sprint") else f"{start}-sprint")
     channels_last = True
     net.to(device)
     net.to(memory_format=torch.channels_last)
