@@ -52,7 +52,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-bm3d", action="store_true", help="only the model (when bm3d is not installed)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
-    from napari_memnet.restoration.eager import Engine, restore_plane
+    from napari_memnet.restoration.engine import Engine
+    from napari_memnet.restoration.eager import restore_plane
     from napari_memnet.core.metrics import psnr
 
     bm3d = None

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from napari_memnet.benchmark import GIB, random_memnet, reference_bytes, run_benchmark
+from _nets import random_memnet
+from napari_memnet.benchmark import GIB, reference_bytes, run_benchmark
 from napari_memnet.cli import main
 from napari_memnet.models.files import save_model
 

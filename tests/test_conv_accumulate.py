@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from napari_memnet.benchmark import random_memnet
+from _nets import random_memnet
 from napari_memnet.models import build_model, inference_module
 from napari_memnet.models.conv_accumulate import Workspace, conv_add_, inplace_conv_available
 

@@ -18,10 +18,12 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("zarr")
 
-from napari_memnet.restoration.lazy import schedulers as dist  # noqa: E402
-from napari_memnet import save_model
-from napari_memnet.restoration.lazy import zarr_io  # noqa: E402
+from napari_memnet import save_model  # noqa: E402
 from napari_memnet.models import build_model  # noqa: E402
+from napari_memnet.models.spec import model_spec  # noqa: E402
+from napari_memnet.restoration.cache import EngineCache, cache_info  # noqa: E402
+from napari_memnet.restoration.lazy import schedulers as dist  # noqa: E402
+from napari_memnet.restoration.lazy import zarr_io  # noqa: E402
 from napari_memnet.sample_data import astronaut_uint8  # noqa: E402
 
 
@@ -52,10 +54,10 @@ def test_unreachable_scheduler_is_a_clear_error(monkeypatch):
 def test_model_spec_by_file_and_in_memory(tmp_path):
     net = _tiny()
     save_model(net, "tiny", task="denoise")
-    by_name = dist.model_spec("tiny", task="denoise")
+    by_name = model_spec("tiny", task="denoise")
     assert by_name.path is not None and by_name.weights is None and os.path.isabs(by_name.path)
     assert by_name.receptive_radius == net.receptive_radius == 10
-    in_memory = dist.model_spec(net, task="denoise")
+    in_memory = model_spec(net, task="denoise")
     assert in_memory.path is None and isinstance(in_memory.weights, bytes)
     import pickle
 
@@ -63,11 +65,10 @@ def test_model_spec_by_file_and_in_memory(tmp_path):
     loaded = clone.load().network.state_dict()
     for key, value in net.state_dict().items():
         assert torch.equal(loaded[key], value)
-    dist.clear_model_cache()
-    first = dist.get_model(by_name, "cpu")
-    assert dist.get_model(by_name, "cpu") is first
-    assert dist.model_cache_info()["loads"] == {f"{by_name.key}|cpu": 1}
-    dist.clear_model_cache()
+    cache = EngineCache()
+    first = cache.model(by_name, "cpu")
+    assert cache.model(by_name, "cpu") is first
+    assert cache.info()["loads"] == {f"{by_name.key}|cpu": 1}
 
 
 @pytest.mark.slow
@@ -88,7 +89,7 @@ def test_local_cluster_matches_threads_and_survives_a_killed_worker(tmp_path):
         assert report.chunks_written == 16
         out, _ = zarr_io.open_image(report.path)
         np.testing.assert_array_equal(out.compute(), expected)
-        loads = client.run(dist.model_cache_info)
+        loads = client.run(cache_info)
         assert len(loads) == 2
         assert all(all(n == 1 for n in info["loads"].values()) for info in loads.values())
         assert sum(len(info["loads"]) for info in loads.values()) >= 1

@@ -217,39 +217,56 @@ def test_real_restore_plane_with_saved_tiny_memnet(tiny_data):
     assert rec["psnr"] == pytest.approx(np.mean(scores), abs=0.05)
 
 
-def test_evaluation_builds_one_engine_for_all_images_and_levels(shared_data):
+@pytest.fixture
+def engines_built(monkeypatch):
+    """How many ``Engine`` objects were constructed during the test."""
+    from napari_memnet.restoration.engine import Engine
+
+    built = []
+    construct = Engine.__init__
+
+    def counting(self, *args, **kwargs):
+        built.append(self)
+        construct(self, *args, **kwargs)
+
+    monkeypatch.setattr(Engine, "__init__", counting)
+    return built
+
+
+def test_evaluation_builds_one_engine_for_all_images_and_levels(shared_data, engines_built):
     # the model is loaded, folded and put on its device once, not once per image
     from napari_memnet import load_model, save_model
-    from napari_memnet.restoration.eager import Engine, restore_plane
+    from napari_memnet.restoration.eager import restore_plane
 
     save_model(_tiny_memnet(2), "tiny-denoise", task="denoise")
-    before = Engine.built
+    before = len(engines_built)
     records = evaluate("denoise", shared_data / "test", datasets=["Set12"], levels=[15, 50], model="tiny-denoise",
                        device="cpu", max_images=2)
-    assert Engine.built - before == 1
+    assert len(engines_built) - before == 1
     assert [r["images"] for r in records] == [2, 2]
 
     # the same scores as a new engine per image (the old way) on the same real images
     loaded = load_model("tiny-denoise")
-    before = Engine.built
+    before = len(engines_built)
     per_image = evaluate("denoise", shared_data / "test", datasets=["Set12"], levels=[15, 50],
                          restore_fn=lambda plane: restore_plane(loaded, plane, device="cpu"), max_images=2)
-    assert Engine.built - before == 4  # 2 images x 2 levels
+    assert len(engines_built) - before == 4  # 2 images x 2 levels
     for rec, ref in zip(records, per_image):
         assert rec["model"] == "tiny-denoise" and math.isfinite(rec["psnr"])
         assert rec["psnr"] == pytest.approx(ref["psnr"], abs=1e-9)
         assert rec["ssim"] == pytest.approx(ref["ssim"], abs=1e-12)
 
 
-def test_restore_plane_reuses_a_given_engine(shared_data):
-    from napari_memnet.restoration.eager import Engine, restore_plane
+def test_restore_plane_reuses_a_given_engine(shared_data, engines_built):
+    from napari_memnet.restoration.engine import Engine
+    from napari_memnet.restoration.eager import restore_plane
 
     net = _tiny_memnet(3)
     plane = load_plane(shared_data / "test" / "Set12" / "01.png", "denoise")[:64, :80].astype(np.float32) / 255
     engine = Engine(net, device="cpu", precision="fp32")
-    before = Engine.built
+    before = len(engines_built)
     out = restore_plane(engine, plane)
-    assert Engine.built == before  # nothing rebuilt
+    assert len(engines_built) == before  # nothing rebuilt
     np.testing.assert_allclose(out, restore_plane(net, plane, device="cpu", precision="fp32"), atol=1e-6)
     with pytest.raises(ValueError, match="already fixed"):
         restore_plane(engine, plane, device="cpu")

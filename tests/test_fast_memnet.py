@@ -12,7 +12,8 @@ import torch
 
 from napari_memnet import load_model, restore, save_model
 from napari_memnet.core.devices import default_tile_size
-from napari_memnet.restoration.eager import Engine, restore_plane
+from napari_memnet.restoration.engine import Engine
+from napari_memnet.restoration.eager import restore_plane
 from napari_memnet.models import MemNetConfig, build_model, inference_module
 from napari_memnet.models.memnet import depth_to_space, space_to_depth
 from napari_memnet.sample_data import astronaut_uint8

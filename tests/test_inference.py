@@ -11,18 +11,12 @@ import pytest
 import torch
 
 from napari_memnet.core.axes import default_axes, parse_axes
-from napari_memnet.benchmark import random_memnet
+from _nets import random_memnet
 from napari_memnet.core.devices import available_devices, resolve_device, resolve_precision
-from napari_memnet.restoration.eager import (
-    MAX_OUTPUT_ELEMENTS,
-    Cancelled,
-    Engine,
-    RestoreResult,
-    TileProgress,
-    restore,
-    restore_iter,
-    restore_plane,
-)
+from napari_memnet.restoration.eager import MAX_OUTPUT_ELEMENTS, restore_plane
+from napari_memnet.restoration.events import Cancelled, RestoreResult, TileProgress
+from napari_memnet.restoration.engine import Engine
+from napari_memnet.api import restore, restore_iter
 from napari_memnet.core.intensity import choose_intensity
 from napari_memnet.commands.progressbar import ProgressBar, format_seconds
 
@@ -235,14 +229,13 @@ def test_out_of_memory_halves_the_tile(net):
 
     engine.module = Limited()
     img = rng().random((40, 40)).astype(np.float32)
-    out = np.empty_like(img)
-    list(engine.run_plane(img, out))
-    assert engine.tile == 32  # 64 -> 32: two 20 px cores + 10 px halo = 30 px windows
+    runner = engine.runner()
+    out = runner.restore(img)
+    assert runner.tile == 32  # 64 -> 32: two 20 px cores + 10 px halo = 30 px windows
+    assert engine.tile == 64  # the retry is the runner's own (tests/test_pipeline.py: shared engines)
     np.testing.assert_allclose(out, restore_plane(net, img, device="cpu"), atol=1e-5)
-    engine.tile = 64
-    engine.module = Limited()
     with pytest.raises(RuntimeError, match="out of memory"):
-        list(engine.run_plane(rng().random((80, 80)).astype(np.float32), np.empty((80, 80), np.float32)))
+        engine.runner().restore(rng().random((80, 80)).astype(np.float32))
 
 
 # ------------------------------------------------------------------ models

@@ -2,7 +2,7 @@
 progress/cancel, and the napari lazy result layer.
 
 The reference for "exact" is the engine's own untiled run
-(``inference.restore_plane`` on the whole plane). Models are tiny MemNets
+(``restoration.eager.restore_plane`` on the whole plane). Models are tiny MemNets
 (M2R2 C8, receptive radius 10) with random weights, saved as user models;
 images are crops of the bundled public-domain astronaut photograph.
 """
@@ -17,11 +17,11 @@ import pytest
 torch = pytest.importorskip("torch")
 da = pytest.importorskip("dask.array")
 
-from napari_memnet.restoration.lazy import graph as lazy
-
 from napari_memnet import save_model  # noqa: E402
 from napari_memnet.core.imresize import imresize  # noqa: E402
 from napari_memnet.models import build_model  # noqa: E402
+from napari_memnet.restoration.lazy import graph as lazy  # noqa: E402
+from napari_memnet.restoration.lazy import plan as lazy_plan  # noqa: E402
 from napari_memnet.sample_data import astronaut_uint8  # noqa: E402
 
 
@@ -41,6 +41,20 @@ def models():
     save_model(_tiny(0), "tiny-denoise", task="denoise")
     save_model(_tiny(1), "tiny-sr", task="sr")
     return {"denoise": "tiny-denoise", "sr": "tiny-sr"}
+
+
+@pytest.fixture
+def model_calls(monkeypatch):
+    """The chunk locations of the blocks the model ran on (cache hits excluded), in call order."""
+    calls = []
+    original = lazy.restore_block
+
+    def recording(block, plan, loc, numblocks):
+        calls.append(loc)
+        return original(block, plan, loc, numblocks)
+
+    monkeypatch.setattr(lazy, "restore_block", recording)
+    return calls
 
 
 @pytest.fixture
@@ -65,11 +79,11 @@ def untiled(model_name, planes01, scale=1):
     return np.stack(out)
 
 
-def test_denoise_blocks_are_exact_and_lazy(models, stack):
+def test_denoise_blocks_are_exact_and_lazy(models, stack, model_calls):
     x = da.from_array(stack.astype(np.float32) / 255.0, chunks=(1, 90, 110))
     result = lazy.restore_dask(x, "denoise", model=models["denoise"], chunks=32, normalization=(0, 1),
                                device="cpu", precision="fp32")
-    assert lazy.model_calls(result) == []  # nothing computed yet
+    assert model_calls == []  # nothing computed yet
     assert result.chunks[0] == (1, 1, 1) and len(result.chunks[1]) > 1 and len(result.chunks[2]) > 1
     out = result.compute()
     ref = untiled(models["denoise"], stack.astype(np.float32) / 255.0)
@@ -98,9 +112,9 @@ def test_uint16_uses_one_global_normalization(models, stack):
     result = lazy.restore_dask(da.from_array(data16, chunks=45), "denoise", model=models["denoise"],
                                chunks=30, device="cpu", precision="fp32")
     plan = lazy.plan_of(result)
-    sample = lazy.sample_intensity(da.from_array(data16, chunks=45))
+    sample = lazy_plan.sample_intensity(da.from_array(data16, chunks=45))
     assert plan.norms[0].mode == "percentile"
-    assert (plan.norms[0].low, plan.norms[0].high) == tuple(np.percentile(sample, lazy.PERCENTILES))
+    assert (plan.norms[0].low, plan.norms[0].high) == tuple(np.percentile(sample, lazy_plan.PERCENTILES))
     out = result.compute()
     assert out.dtype == np.uint16
     ref01 = untiled(models["denoise"], [plan.norms[0].forward(data16)])[0]
@@ -124,7 +138,7 @@ def test_uint8_round_trip_and_zarr_input(models, stack, tmp_path):
 def test_lazy_equals_restore_on_numpy(models, case):
     """Same layouts and intensity rules as ``restore`` (small arrays: the
     intensity sample is the whole array, so the maps are identical)."""
-    from napari_memnet.restoration.eager import restore
+    from napari_memnet.api import restore
 
     img = astronaut_uint8()
     if case == "rgb-sr":
@@ -144,21 +158,21 @@ def test_lazy_equals_restore_on_numpy(models, case):
     assert np.abs(lazy_out.astype(np.int64) - eager.astype(np.int64)).max() <= 1
 
 
-def test_only_requested_planes_are_computed(models, stack):
+def test_only_requested_planes_are_computed(models, stack, model_calls):
     result = lazy.restore_dask(da.from_array(stack, chunks=(1, 90, 110)), "denoise",
                                model=models["denoise"], chunks=48)
     plane = np.asarray(result[2])
-    calls = lazy.model_calls(result)
+    calls = model_calls
     assert calls and {loc[0] for loc in calls} == {2}
     n = len(calls)
     again = np.asarray(result[2])  # served by the LRU block cache
     np.testing.assert_array_equal(plane, again)
-    assert len(lazy.model_calls(result)) == n
+    assert len(model_calls) == n
 
 
 def test_images_smaller_than_the_halo(models):
     """An axis shorter than the halo is one chunk without overlap (dask refuses a depth > size)."""
-    from napari_memnet.restoration.eager import restore
+    from napari_memnet.api import restore
 
     tiny = astronaut_uint8()[:8, :30]
     for task, scale in (("denoise", None), ("sr", 3)):
@@ -169,16 +183,16 @@ def test_images_smaller_than_the_halo(models):
 
 
 def test_default_and_custom_chunks():
-    assert lazy.choose_chunks((3, 5000, 300), "ZYX", 74, device="cpu") == (
+    assert lazy_plan.choose_chunks((3, 5000, 300), "ZYX", 74, device="cpu") == (
         (1, 1, 1), (1024,) * 4 + (904,), (300,))
     # the last chunk is never shorter than the halo; the grid stays regular
-    yx = lazy.choose_chunks((1000, 1000), "YX", 74, chunks=490)
+    yx = lazy_plan.choose_chunks((1000, 1000), "YX", 74, chunks=490)
     assert yx[0] == (495, 495, 10) or all(c >= 74 for c in yx[0])
     assert all(c >= 74 for c in yx[0]) and len(set(yx[0][:-1])) == 1
-    assert lazy.choose_chunks((2, 100, 100, 3), "TYXC", 10, chunks={"Y": 50, "X": 25}) == (
+    assert lazy_plan.choose_chunks((2, 100, 100, 3), "TYXC", 10, chunks={"Y": 50, "X": 25}) == (
         (1, 1), (50, 50), (25,) * 4, (3,))
     with pytest.raises(ValueError, match="positive integer"):
-        lazy.choose_chunks((100, 100), "YX", 10, chunks=0)
+        lazy_plan.choose_chunks((100, 100), "YX", 10, chunks=0)
 
 
 def test_bad_input_is_rejected(models, stack):
@@ -200,7 +214,7 @@ def test_bad_input_is_rejected(models, stack):
 
 
 def test_compute_iter_progress_and_cancel(models, stack):
-    from napari_memnet.restoration.eager import Cancelled
+    from napari_memnet.restoration.events import Cancelled
 
     result = lazy.restore_dask(da.from_array(stack, chunks=(1, 90, 110)), "denoise",
                                model=models["denoise"], chunks=45, cache=False)
@@ -223,7 +237,8 @@ def test_compute_iter_progress_and_cancel(models, stack):
 
 def test_restore_dask_iter_speaks_restore_iter(models, stack):
     """Same events as ``inference.restore_iter``: TileProgress per block, then a RestoreResult."""
-    from napari_memnet.restoration.eager import RestoreResult, TileProgress, restore
+    from napari_memnet.restoration.events import RestoreResult, TileProgress
+    from napari_memnet.api import restore
 
     calls = []
     events = list(lazy.restore_dask_iter(da.from_array(stack), "denoise", model=models["denoise"], chunks=45,
@@ -236,7 +251,7 @@ def test_restore_dask_iter_speaks_restore_iter(models, stack):
 
 
 @pytest.mark.gui
-def test_napari_lazy_layer_computes_only_viewed_plane(make_napari_viewer, models, stack):
+def test_napari_lazy_layer_computes_only_viewed_plane(make_napari_viewer, models, stack, model_calls):
     from napari_memnet._widgets.lazy_layer import add_lazy_result
 
     reads = []
@@ -252,21 +267,22 @@ def test_napari_lazy_layer_computes_only_viewed_plane(make_napari_viewer, models
     reads.clear()
     result_layer = add_lazy_result(viewer, layer, "denoise", model=models["denoise"], chunks=48)
     result = result_layer.data
-    assert lazy.is_dask_array(result) and result.shape == stack.shape
+    assert lazy_plan.is_dask_array(result) and result.shape == stack.shape
     viewed = np.asarray(result_layer._slice.image.view)  # what napari rendered
-    calls = lazy.model_calls(result)
+    calls = model_calls
     assert calls and {loc[0] for loc in calls} == {1}  # only the viewed plane was restored
     assert set(reads) <= {1}
     np.testing.assert_array_equal(viewed, np.asarray(result[1]))
     viewer.dims.set_current_step(0, 2)
-    assert {loc[0] for loc in lazy.model_calls(result)} == {1, 2}
+    assert {loc[0] for loc in model_calls} == {1, 2}
 
 
 def test_public_restore_is_lazy_for_dask_and_uses_a_scheduler_for_numpy():
     """``napari_memnet.restore`` itself: dask in -> lazy dask out (exact), and the
     same blocks computed through a scheduler or ``restore_iter`` give the same."""
     import napari_memnet
-    from napari_memnet.restoration.eager import RestoreResult, TileProgress, restore_iter
+    from napari_memnet.restoration.events import RestoreResult, TileProgress
+    from napari_memnet.api import restore_iter
     from napari_memnet.models import build_model
 
     torch.manual_seed(0)
@@ -294,7 +310,7 @@ def test_dask_restore_result_names_the_resolved_device_and_precision(models, sha
     """The RestoreResult of the dask path says what ran ("cpu", "fp32", the tile),
     never the request "auto", and agrees with the in-memory path."""
     from napari_memnet.core.devices import resolve_device, resolve_precision
-    from napari_memnet.restoration.eager import restore_iter
+    from napari_memnet.api import restore_iter
 
     img = _set12_crop(shared_data)
     dask_result = list(lazy.restore_dask_iter(da.from_array(img), "denoise", model=models["denoise"], chunks=48,
@@ -327,13 +343,3 @@ def test_dask_restore_result_on_a_distributed_cluster_asks_the_workers(models, s
     device = resolve_device("auto")  # the worker runs on this machine
     assert (result.device, result.precision) == (str(device), resolve_precision("auto", device))
     assert result.tile_size > 0 and result.data.shape == img.shape
-
-
-def test_plan_names_live_in_lazy_plan_and_stay_importable_from_lazy():
-    from napari_memnet.restoration.lazy import plan as lazy_plan
-
-    for name in lazy_plan.__all__:
-        assert getattr(lazy, name) is getattr(lazy_plan, name)
-    for name in ("restore_dask", "restore_dask_iter", "compute_iter", "compute", "plan_of", "model_calls",
-                 "block_cache", "BlockCache", "restore_block", "engine_settings", "_block_slices"):
-        assert callable(getattr(lazy, name)) or isinstance(getattr(lazy, name), lazy.BlockCache)

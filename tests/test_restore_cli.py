@@ -8,9 +8,9 @@ import pytest
 import tifffile
 from PIL import Image
 
-from napari_memnet.benchmark import random_memnet
+from _nets import random_memnet
 from napari_memnet.cli import main
-from napari_memnet.restoration.eager import restore
+from napari_memnet.api import restore
 from napari_memnet.models.files import load_model, save_model
 
 

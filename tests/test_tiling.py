@@ -6,11 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from napari_memnet.restoration.eager import Engine, restore_plane
+from napari_memnet.restoration.engine import Engine
+from napari_memnet.restoration.eager import restore_plane
 from napari_memnet.models import build_model
 from napari_memnet.core.tiling import count_tiles, tile_grid
 
-from napari_memnet.benchmark import random_memnet
+from _nets import random_memnet
 
 
 def tiny_memnet(seed=0):
@@ -77,7 +78,5 @@ def test_halo_smaller_than_receptive_radius_would_differ():
     engine = Engine(net, device="cpu", tile_size=10)
     assert engine.halo == net.receptive_radius
     engine.halo = 1
-    out = np.empty_like(img)
-    for _ in engine.run_plane(img, out):
-        pass
+    out = engine.runner().restore(img)
     assert np.abs(out - _untiled(net, img)).max() > 1e-3

@@ -16,7 +16,9 @@ torch = pytest.importorskip("torch")
 zarr = pytest.importorskip("zarr")
 da = pytest.importorskip("dask.array")
 
-from napari_memnet.restoration.lazy import graph as lazy, zarr_io
+from napari_memnet.restoration.lazy import graph as lazy  # noqa: E402
+from napari_memnet.restoration.lazy import zarr_io  # noqa: E402
+from napari_memnet.restoration.lazy.plan import is_dask_array  # noqa: E402
 
 from napari_memnet import save_model  # noqa: E402
 from napari_memnet.restoration.lazy.schedulers import BlockError  # noqa: E402
@@ -78,7 +80,7 @@ def test_bigtiff_input_is_read_lazily(tmp_path, model, image):
     stack = np.stack([image[:96, :96], image[24:120, 4:100]])
     tifffile.imwrite(tmp_path / "big.tif", stack, bigtiff=True, tile=(32, 32), metadata={"axes": "ZYX"})
     data, axes = zarr_io.open_image(tmp_path / "big.tif")
-    assert lazy.is_dask_array(data) and axes == "ZYX" and data.chunksize[-2:] == (32, 32)
+    assert is_dask_array(data) and axes == "ZYX" and data.chunksize[-2:] == (32, 32)
     report = zarr_io.restore_to_zarr(tmp_path / "big.tif", tmp_path / "out.zarr", "denoise", model=model, chunks=48)
     assert report.chunks_total == 8
     out, _ = zarr_io.open_image(tmp_path / "out.zarr")
@@ -93,7 +95,7 @@ def test_resume_after_interruption_writes_only_missing_chunks(tmp_path, model, i
         if event.done >= 5:
             cancel.set()
 
-    from napari_memnet.restoration.eager import Cancelled
+    from napari_memnet.restoration.events import Cancelled
 
     with pytest.raises(Cancelled):
         zarr_io.restore_to_zarr(tmp_path / "in.zarr", tmp_path / "out.zarr", "denoise", model=model, chunks=30,
@@ -161,17 +163,19 @@ def test_cli_hooks_write_resumable_zarr(tmp_path, model, image, capsys):
     """The ``memnet restore`` hooks: options, output naming, one report line."""
     import argparse
 
+    from napari_memnet.commands import restore as restore_command
+
     parser = argparse.ArgumentParser()
     for name, default in (("--task", "denoise"), ("--scale", None), ("--axes", None), ("--device", "cpu"),
                           ("--precision", "auto")):
         parser.add_argument(name, default=default)
-    zarr_io.add_cli_arguments(parser)
+    restore_command.add_zarr_arguments(parser)
     args = parser.parse_args(["--chunks", "60", "--ome", "--scheduler", "synchronous"])
     write_source(tmp_path / "cells.zarr", image)
     assert zarr_io.is_zarr_path(tmp_path / "cells.zarr") and not zarr_io.is_zarr_path(tmp_path)
-    line = zarr_io.cli_restore_one(tmp_path / "cells.zarr", tmp_path / "out", args, model, quiet=True)
+    line = restore_command._restore_one_zarr(tmp_path / "cells.zarr", tmp_path / "out", args, model, quiet=True)
     assert "cells_denoise.ome.zarr" in line and "4 chunk(s) written" in line
-    again = zarr_io.cli_restore_one(tmp_path / "cells.zarr", tmp_path / "out", args, model, quiet=True)
+    again = restore_command._restore_one_zarr(tmp_path / "cells.zarr", tmp_path / "out", args, model, quiet=True)
     assert "0 chunk(s) written, 4 already done" in again
     data, axes = zarr_io.open_image(tmp_path / "out" / "cells_denoise.ome.zarr")
     np.testing.assert_array_equal(data.compute(), reference(image, model, chunks=60))

@@ -7,8 +7,8 @@ and does not import torch until a function that needs it is called.
 from ._version import __version__
 
 _LAZY = {
-    "restore": ("napari_memnet.restoration.eager", "restore"),
-    "Cancelled": ("napari_memnet.restoration.eager", "Cancelled"),
+    "restore": ("napari_memnet.api", "restore"),
+    "Cancelled": ("napari_memnet.restoration.events", "Cancelled"),
     "fine_tune": ("napari_memnet.training.api", "fine_tune"),
     "list_models": ("napari_memnet.models.files", "list_models"),
     "load_model": ("napari_memnet.models.files", "load_model"),

@@ -156,13 +156,13 @@ def run_case(case: dict) -> dict:
             _ = y.cpu()
         out.update(precision="fp32", seconds=seconds, megapixels=side * side / 1e6)
     else:
-        from .restoration import eager as inference
-        from .restoration.eager import Cancelled, restore_iter
+        from .restoration.eager import restore_iter
+        from .restoration.engine import Engine
+        from .restoration.events import Cancelled
 
-        inference.CHANNELS_LAST = case.get("channels_last")
-
-        kwargs = {"model": net, "device": str(device), "precision": case.get("precision", "auto"),
-                  "tile_size": case.get("tile")}
+        engine = Engine(net, device=str(device), precision=case.get("precision", "auto"),
+                        tile_size=case.get("tile"), channels_last=case.get("channels_last"))
+        kwargs = {"model": engine}
         for _ in restore_iter(small, "denoise", **kwargs):
             pass
         if cuda:
@@ -184,7 +184,7 @@ def run_case(case: dict) -> dict:
         sync()
         seconds = time.perf_counter() - t0
         fraction = 1.0 if result is not None else done / max(total, 1)
-        out["channels_last"] = inference.CHANNELS_LAST
+        out["channels_last"] = case.get("channels_last")
         out.update(precision=result.precision if result else case.get("precision", "auto"),
                    tile=result.tile_size if result else case.get("tile"), seconds=seconds,
                    megapixels=side * side / 1e6 * fraction, tiles_done=done, tiles_total=total,

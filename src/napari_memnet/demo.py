@@ -72,7 +72,7 @@ def run_headless(output_dir: Path, model: str | None = None) -> int:
         print(f"error: cannot load denoising model {model!r}: {exc}", file=sys.stderr)
         return 1
 
-    from .restoration.eager import restore
+    from .api import restore
 
     (clean, _, _), (noisy, _, _) = noisy_sample()
     restored = restore(noisy, "denoise", model=model)

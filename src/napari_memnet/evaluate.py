@@ -173,7 +173,8 @@ def _model_restore_fn(model, task: str, device: str) -> tuple[RestoreFn, str]:
     if loaded.in_channels != 1:
         raise ValueError(f"model {loaded.name!r} takes {loaded.in_channels} channels; "
                          "evaluation needs a gray (1-channel) model")
-    from .restoration.eager import Engine, restore_plane  # lazy: torch and the inference engine
+    from .restoration.engine import Engine  # lazy: torch and the inference engine
+    from .restoration.eager import restore_plane
 
     engine = Engine(loaded, device=device)
 

@@ -1,13 +1,13 @@
 """A lazy result layer for a dask-backed (or zarr-backed) napari image layer.
 
 ``add_lazy_result(viewer, layer, task, ...)`` adds a layer whose data is the
-dask array from ``napari_memnet.restoration.lazy.graph.restore_dask``. napari asks only for the
-plane (and, in 2-D, the region) on screen, so only those blocks are restored.
-Computed blocks stay in ``lazy.block_cache`` (an LRU bounded in bytes), so
-going back to a plane costs nothing. Contrast limits are fixed up front, so
-napari never computes the whole array to find them. An explicit whole-stack
-run with progress and cancel is ``lazy.restore_dask_iter(data, task,
-cancel=event, ...)``, which yields the same events as ``restore_iter``.
+dask array from ``restoration.lazy.graph.restore_dask``. napari asks only for
+the plane (and, in 2-D, the region) on screen, so only those blocks are
+restored. Computed blocks stay in ``restoration.cache.BLOCKS`` (an LRU bounded
+in bytes), so going back to a plane costs nothing. Contrast limits are fixed
+up front, so napari never computes the whole array to find them. An explicit
+whole-stack run with progress and cancel is ``graph.restore_dask_iter(data,
+task, cancel=event, ...)``, which yields the same events as ``restore_iter``.
 
 No Qt here; ``add_lazy_result`` only calls ``viewer.add_image``.
 """
@@ -16,26 +16,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..restoration.lazy import graph as lazy
+from ..restoration.lazy.graph import plan_of, restore_dask
 from . import layer_io
-
-
-def is_lazy_layer_data(data) -> bool:
-    """True when a layer's data is a dask or zarr array (or a multiscale list of them)."""
-    if isinstance(data, (list, tuple)) or type(data).__name__ == "MultiScaleData":
-        data = data[0]
-    return lazy.is_lazy_input(data)
 
 
 def lazy_result_layer_data(layer_data, task: str, **options):
     """The data of a lazy result layer for a dask/zarr layer's data: a dask
     array that restores (and caches) only the blocks a view asks for.
-    ``options`` are those of ``lazy.restore_dask``. A multiscale layer's
+    ``options`` are those of ``restore_dask``. A multiscale layer's
     full-resolution level is used."""
     if isinstance(layer_data, (list, tuple)) or type(layer_data).__name__ == "MultiScaleData":
         layer_data = layer_data[0]
     options.setdefault("cache", True)
-    return lazy.restore_dask(layer_data, task, **options)
+    return restore_dask(layer_data, task, **options)
 
 
 def lazy_contrast_limits(result) -> tuple[float, float]:
@@ -43,7 +36,7 @@ def lazy_contrast_limits(result) -> tuple[float, float]:
     else the range of the global intensity map(s) of the restoration."""
     if np.dtype(result.dtype) == np.uint8:
         return (0.0, 255.0)
-    plan = lazy.plan_of(result)
+    plan = plan_of(result)
     if plan is None:
         return (0.0, 1.0)
     return (min(n.low for n in plan.norms), max(n.high for n in plan.norms))
@@ -52,7 +45,7 @@ def lazy_contrast_limits(result) -> tuple[float, float]:
 def lazy_result_for_layer(layer, task: str, **options):
     """``(dask_result, layer_kwargs)`` for restoring ``layer`` lazily.
 
-    ``options`` go to ``lazy.restore_dask`` (model, scale, device, tile_size,
+    ``options`` go to ``restore_dask`` (model, scale, device, tile_size,
     chunks...); ``axes`` defaults to the layer's (``layer_io.layer_axes``)."""
     options.setdefault("axes", layer_io.layer_axes(layer))
     result = lazy_result_layer_data(layer.data, task, **options)

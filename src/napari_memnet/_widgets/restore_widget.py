@@ -53,7 +53,8 @@ class RunOutcome:
 
 def _restore_job(image: np.ndarray, task: str, options: dict, cancel: threading.Event):
     """Worker body (runs off the main thread): yield progress, return a ``RunOutcome``."""
-    from ..restoration.eager import Cancelled, restore_iter
+    from ..restoration.events import Cancelled
+    from ..api import restore_iter
 
     start = time.perf_counter()
     result = None

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.tasks import SR_SCALES, TASK_NAMES, check_task
+
 TIFF_SUFFIXES = (".tif", ".tiff")
 PIL_SUFFIXES = (".png", ".jpg", ".jpeg")
 SUFFIXES = TIFF_SUFFIXES + PIL_SUFFIXES
@@ -45,17 +47,15 @@ def register(sub) -> None:
                        description=__doc__.split("\n\n")[0])
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files or folders of images")
     p.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="folder for NAME_<task>.tif results")
-    p.add_argument("--task", required=True, choices=("denoise", "sr", "deblock"))
-    p.add_argument("--scale", type=int, choices=(2, 3, 4), help="super-resolution factor (task sr)")
+    p.add_argument("--task", required=True, choices=TASK_NAMES)
+    p.add_argument("--scale", type=int, choices=SR_SCALES, help="super-resolution factor (task sr)")
     p.add_argument("--model", help="model name or file (default: the task's bundled model)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (default auto)")
     p.add_argument("--precision", default="auto", help="auto, fp32, bf16 or fp16 (default auto)")
     p.add_argument("--tile", type=int, metavar="N", help="tile side in pixels (default: from device memory)")
     p.add_argument("--axes", help="axes of every input, e.g. TZYX or YXC (default: from the file / shape)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    from ..restoration.lazy.zarr_io import add_cli_arguments
-
-    add_cli_arguments(p)  # --zarr, --ome, --chunks, --scheduler, --overwrite (big data)
+    add_zarr_arguments(p)  # --zarr, --ome, --chunks, --scheduler, --overwrite (big data)
     p.set_defaults(func=run)
 
 
@@ -162,7 +162,8 @@ def write_tiff(target: Path, data: np.ndarray, axes: str, source: LoadedImage, s
 
 # ---------------------------------------------------------------------------- command
 def _restore_one(path: Path, target: Path, args, model, quiet: bool) -> str:
-    from ..restoration.eager import RestoreResult, restore_iter
+    from ..api import restore_iter
+    from ..restoration.events import RestoreResult
     from .progressbar import ProgressBar
 
     loaded = read_image(path)
@@ -186,9 +187,8 @@ def _restore_one(path: Path, target: Path, args, model, quiet: bool) -> str:
 
 def run(args) -> int:
     from ..cli import CommandError
-    from ..restoration.eager import check_task
     from ..models.files import load_model
-    from ..restoration.lazy.zarr_io import cli_restore_one, is_zarr_path, zarr_output_path
+    from ..restoration.lazy.zarr_io import is_zarr_path
 
     try:
         check_task(args.task, args.scale)
@@ -215,7 +215,7 @@ def run(args) -> int:
             if resolved in written:
                 raise ValueError(f"{target} was already written by another input of this run (same name)")
             if use_zarr:  # out of core, chunk by chunk, resumable
-                message = cli_restore_one(path, outdir, args, model, args.quiet)
+                message = _restore_one_zarr(path, outdir, args, model, args.quiet)
             else:
                 message = _restore_one(path, target, args, model, args.quiet)
             written.add(resolved)
@@ -227,3 +227,50 @@ def run(args) -> int:
             print(f"memnet restore: FAILED {path}: {exc}", file=sys.stderr)
     print(f"restored {len(inputs) - failed} of {len(inputs)} file(s) into {outdir}")
     return 1 if failed else 0
+
+
+# ---------------------------------------------------------------------------- out of core (zarr)
+def add_zarr_arguments(parser) -> None:
+    """The out-of-core options of ``memnet restore``."""
+    group = parser.add_argument_group("out-of-core (zarr) output")
+    group.add_argument("--zarr", action="store_true",
+                       help="write OUTDIR/NAME_<task>.zarr chunk by chunk (bounded memory, resumable); "
+                            "always used for zarr inputs")
+    group.add_argument("--ome", action="store_true", help="write OME-Zarr 0.4 (NAME_<task>.ome.zarr)")
+    group.add_argument("--chunks", type=int, metavar="N",
+                       help="Y/X block side in input pixels (default 1024 on CPU, 2048 on GPU)")
+    group.add_argument("--scheduler", default="threads",
+                       help="threads (default), synchronous, or a dask.distributed address tcp://HOST:PORT")
+    group.add_argument("--overwrite", action="store_true", help="replace an existing zarr output instead of resuming")
+
+
+def zarr_output_path(path: Path, outdir: Path, task: str, ome: bool) -> Path:
+    name = Path(path).name
+    for suffix in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".btf", ".npy"):
+        if name.lower().endswith(suffix):
+            ome = ome or suffix == ".ome.zarr"
+            name = name[: -len(suffix)]
+            break
+    return Path(outdir) / f"{name}_{task}{'.ome.zarr' if ome else '.zarr'}"
+
+
+def _restore_one_zarr(path, outdir, args, model, quiet: bool = False) -> str:
+    """Restore one input into zarr for ``memnet restore`` and return its report line."""
+    from ..restoration.lazy.zarr_io import restore_to_zarr
+    from .progressbar import ProgressBar
+
+    path = Path(path)
+    target = zarr_output_path(path, Path(outdir), args.task, bool(getattr(args, "ome", False)))
+    bar = None if quiet else ProgressBar(path.name, 0, unit="chunks")
+    try:
+        report = restore_to_zarr(
+            path, target, args.task, scale=args.scale, model=model, axes=args.axes, device=args.device,
+            precision=args.precision, chunks=getattr(args, "chunks", None),
+            scheduler=getattr(args, "scheduler", None), overwrite=bool(getattr(args, "overwrite", False)),
+            progress=None if bar is None else (lambda e: bar.update(e.done, e.total)))
+    finally:
+        if bar is not None:
+            bar.close()
+    resumed = f", {report.chunks_skipped} already done" if report.chunks_skipped else ""
+    return (f"{path} -> {target} ({'x'.join(map(str, report.shape))} {np.dtype(report.dtype)}, "
+            f"{report.chunks_written} chunk(s) written{resumed}, {report.seconds:.1f} s)")

@@ -5,7 +5,7 @@ decisions it is built from, all cheap and free of model execution:
 
 * input kinds: ``is_dask_array``, ``is_lazy_input``, ``as_dask`` (dask, zarr
   or numpy to a dask array);
-* axes: ``parse_axes`` (the same defaults as ``restore``, channel written C);
+* axes: ``axes_letters`` (the same defaults as ``restore``, channel written C);
 * the chunk grid: ``choose_chunks`` (1024 px on CPU, 2048 on GPU along Y/X,
   1 along stack axes, all channels together; regular, no Y/X chunk shorter
   than the halo) and the halo itself, ``halo_for`` (the receptive radius, or
@@ -17,7 +17,7 @@ decisions it is built from, all cheap and free of model execution:
   each), or a fixed ``Normalization(low, high)``;
 * ``BlockPlan``: the small, picklable description every block receives.
 
-Every public name here is also importable from ``napari_memnet.restoration.lazy.graph``.
+Nothing here runs the model; ``graph`` builds the dask graph from a plan.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .schedulers import ModelSpec
+from ...models.spec import ModelSpec
 from ...core.intensity import DEFAULT_PERCENTILES, Intensity, choose_intensity
 
 __all__ = [
@@ -43,7 +43,7 @@ __all__ = [
     "halo_for",
     "is_dask_array",
     "is_lazy_input",
-    "parse_axes",
+    "axes_letters",
     "sample_intensity",
 ]
 
@@ -143,7 +143,7 @@ def as_dask(image, chunks=None):
     raise ValueError(f"expected a dask, zarr or numpy array, got {type(image).__name__}")
 
 
-def parse_axes(axes: str | None, shape: tuple) -> tuple[str, bool]:
+def axes_letters(axes: str | None, shape: tuple) -> tuple[str, bool]:
     """``(axes, is_rgb)``: the axes letters of an image, checked by
     ``napari_memnet.core.axes`` (same defaults as ``restore``), with the channel
     letter written ``C``; ``is_rgb`` for a trailing channel axis of 3 or 4."""

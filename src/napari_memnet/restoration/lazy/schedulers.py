@@ -1,4 +1,4 @@
-"""Where dask runs the blocks of a lazy restoration, and how workers get the model.
+"""Where dask runs the blocks of a lazy restoration.
 
 Schedulers (the ``scheduler`` argument / ``--scheduler`` option):
 
@@ -8,32 +8,22 @@ Schedulers (the ``scheduler`` argument / ``--scheduler`` option):
 * ``"tcp://HOST:PORT"`` (any ``scheme://`` address): a running
   ``dask.distributed`` scheduler; a ``distributed.Client`` object is accepted too.
 
-Models never travel as pickled ``nn.Module`` objects. A ``ModelSpec`` names a
-model FILE (absolute path, so workers need not share the parent's environment
-variables) or, for a network that only lives in memory, carries its weights as
-safetensors bytes plus its card. Each process loads a spec once and keeps it in
-a module-level cache keyed by ``(spec.key, device)``; ``model_cache_info()``
-reports what a process has loaded (call it on the workers with
-``client.run(model_cache_info)``).
+``iter_blocks`` / ``run_blocks`` compute items under a scheduler with a
+bounded number in flight, cancellation between items and a ``BlockError``
+naming a failed block. The model reaches workers as a ``models.spec.ModelSpec``
+inside each block's plan; each process builds its engine once
+(``restoration.cache``).
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
-import threading
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
+from ..events import check_cancel, is_cancelled
+
 __all__ = [
-    "ModelSpec",
-    "model_spec",
-    "get_model",
-    "get_engine",
-    "model_cache_info",
-    "clear_model_cache",
     "normalize_scheduler",
     "iter_blocks",
     "run_blocks",
@@ -44,122 +34,6 @@ __all__ = [
 
 LOCAL_SCHEDULERS = ("threads", "synchronous")
 CONNECT_TIMEOUT_S = 10.0  # how long connecting to a scheduler address may take
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """A picklable, small description of a model that any process can load.
-
-    Exactly one of ``path`` (a ``.safetensors``/``.pt`` model file) or
-    ``weights`` (safetensors bytes, with ``card``) is set. ``key`` identifies
-    the weights (their sha256) and is what worker caches are keyed on."""
-
-    key: str
-    name: str
-    receptive_radius: int
-    in_channels: int
-    task: str | None
-    path: str | None = None
-    weights: bytes | None = field(default=None, repr=False)
-    card: dict | None = field(default=None, repr=False)
-    alignment: int = 1  # blocks start on multiples of this (a space-to-depth network's factor)
-
-    def load(self):
-        """Load the ``RestorationModel`` this spec describes (no cache)."""
-        from ...models.files import RestorationModel, load_model
-
-        if self.path is not None:
-            return load_model(self.path)
-        from safetensors.torch import load as load_bytes
-
-        from ...models import build_model
-
-        network = build_model(self.card["architecture"], self.card["config"])
-        network.load_state_dict(load_bytes(self.weights), strict=True)
-        return RestorationModel(self.name, dict(self.card), network.eval(), None, "memory")
-
-
-def _sha256_bytes(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def model_spec(model=None, task: str | None = None) -> ModelSpec:
-    """A ``ModelSpec`` for a model name, a path, a ``RestorationModel``, a
-    network, or ``None`` (the task's bundled default). Loads the model once
-    here (to validate it and read its receptive radius)."""
-    from ...models.files import _sha256, load_model
-
-    if isinstance(model, ModelSpec):
-        return model
-    loaded = load_model(model, task=task)
-    if loaded.path is not None and Path(loaded.path).exists():
-        path = Path(loaded.path).resolve()
-        digest = loaded.card.get("weights_sha256") or _sha256(path)
-        return ModelSpec(key=f"{digest}:{path.suffix}", name=loaded.name,
-                         receptive_radius=loaded.receptive_radius, in_channels=loaded.in_channels,
-                         task=loaded.task, path=str(path), alignment=loaded.alignment)
-    from safetensors.torch import save as save_bytes
-
-    state = {k: v.detach().to("cpu").contiguous() for k, v in loaded.network.state_dict().items()}
-    data = save_bytes(state)
-    return ModelSpec(key=_sha256_bytes(data), name=loaded.name, receptive_radius=loaded.receptive_radius,
-                     in_channels=loaded.in_channels, task=loaded.task, weights=data, card=dict(loaded.card),
-                     alignment=loaded.alignment)
-
-
-# ------------------------------------------------------------------ per-process model cache
-_CACHE: dict[tuple[str, str], Any] = {}
-_LOADS: dict[tuple[str, str], int] = {}
-_CACHE_LOCK = threading.Lock()
-
-
-def get_model(spec: ModelSpec, device: str = "auto"):
-    """The ``RestorationModel`` for ``spec`` in this process, loaded at most once
-    per ``(spec.key, device)`` (thread-safe)."""
-    key = (spec.key, str(device))
-    model = _CACHE.get(key)
-    if model is not None:
-        return model
-    with _CACHE_LOCK:
-        model = _CACHE.get(key)
-        if model is None:
-            model = spec.load()
-            _CACHE[key] = model
-            _LOADS[key] = _LOADS.get(key, 0) + 1
-    return model
-
-
-_ENGINES: dict[tuple, Any] = {}
-
-
-def get_engine(spec: ModelSpec, device: str = "auto", precision: str = "auto", tile_size: int | None = None):
-    """The prepared ``inference.Engine`` (BatchNorm folded, on its device) for
-    ``spec`` in this process, built at most once per (key, device, precision, tile)."""
-    key = (spec.key, str(device), str(precision), tile_size)
-    engine = _ENGINES.get(key)
-    if engine is not None:
-        return engine
-    model = get_model(spec, device)
-    with _CACHE_LOCK:
-        engine = _ENGINES.get(key)
-        if engine is None:
-            from ..eager import Engine
-
-            engine = Engine(model, device=device, precision=precision, tile_size=tile_size)
-            _ENGINES[key] = engine
-    return engine
-
-
-def model_cache_info() -> dict:
-    """``{"pid": ..., "loads": {"<key>|<device>": n_loads}}`` for this process."""
-    return {"pid": os.getpid(), "loads": {f"{k}|{d}": n for (k, d), n in _LOADS.items()}}
-
-
-def clear_model_cache() -> None:
-    with _CACHE_LOCK:
-        _CACHE.clear()
-        _LOADS.clear()
-        _ENGINES.clear()
 
 
 # ------------------------------------------------------------------ schedulers
@@ -249,7 +123,7 @@ def iter_blocks(items, scheduler=None, *, cancel=None, max_in_flight: int | None
     worker threads, at least 2), so memory stays bounded by a few blocks and
     a huge image never has its whole graph submitted at once. ``cancel`` (a
     ``threading.Event``) is checked between items; when set, outstanding work
-    is dropped and ``Cancelled`` (from ``napari_memnet.restoration.eager``) is raised.
+    is dropped and ``Cancelled`` (``restoration.events``) is raised.
     A failing item raises ``BlockError`` naming its key (items finished before
     were yielded). On a distributed cluster a failed task is retried
     ``retries`` times; a worker that dies is handled by dask itself (its tasks
@@ -263,7 +137,7 @@ def iter_blocks(items, scheduler=None, *, cancel=None, max_in_flight: int | None
         window = max_in_flight or max(2, n_workers(kind, client))
         if kind == "synchronous":
             for key, item in items:
-                _check_cancel(cancel)
+                check_cancel(cancel, "cancelled")
                 try:
                     (value,) = dask.compute(item, scheduler="synchronous")
                 except Exception as exc:
@@ -284,25 +158,11 @@ def run_blocks(items, scheduler=None, *, on_done=None, cancel=None, max_in_fligh
             on_done(key, value)
 
 
-def _cancelled(cancel) -> bool:
-    """``cancel`` is None, a ``threading.Event`` or a callable returning True to stop."""
-    if cancel is None:
-        return False
-    return bool(cancel.is_set()) if hasattr(cancel, "is_set") else bool(cancel())
-
-
-def _check_cancel(cancel) -> None:
-    if _cancelled(cancel):
-        from ..eager import Cancelled
-
-        raise Cancelled("cancelled")
-
-
 def _fill_window(pending: dict, items, window: int, cancel, submit) -> None:
     """Submit (key, block) items until ``window`` futures are in flight, the
     items run out or a cancel is requested; ``pending`` maps future -> key.
     (``items`` is an iterator: once exhausted it keeps returning nothing.)"""
-    while len(pending) < window and not _cancelled(cancel):
+    while len(pending) < window and not is_cancelled(cancel):
         nxt = next(items, None)
         if nxt is None:
             return
@@ -323,7 +183,7 @@ def _iter_threads(items, window, cancel):
         while True:
             _fill_window(pending, items, window, cancel, lambda block: pool.submit(compute, block))
             if not pending:
-                _check_cancel(cancel)
+                check_cancel(cancel, "cancelled")
                 return
             done, _ = cf.wait(list(pending), timeout=0.2, return_when=cf.FIRST_COMPLETED)
             for fut in done:
@@ -332,7 +192,7 @@ def _iter_threads(items, window, cancel):
                 if exc is not None:
                     raise BlockError(key, exc) from exc
                 yield key, fut.result()
-            _check_cancel(cancel)
+            check_cancel(cancel, "cancelled")
     finally:
         for fut in pending:
             fut.cancel()
@@ -347,7 +207,7 @@ def _iter_distributed(client, items, window, cancel, retries):
         while True:
             _fill_window(pending, items, window, cancel, lambda block: client.compute(block, retries=retries))
             if not pending:
-                _check_cancel(cancel)
+                check_cancel(cancel, "cancelled")
                 return
             done = wait(list(pending), timeout=None, return_when="FIRST_COMPLETED").done
             for fut in done:
@@ -359,7 +219,7 @@ def _iter_distributed(client, items, window, cancel, retries):
                         exc = inner
                     raise BlockError(key, exc)
                 yield key, fut.result()
-            _check_cancel(cancel)
+            check_cancel(cancel, "cancelled")
     finally:
         if pending:
             client.cancel(list(pending))

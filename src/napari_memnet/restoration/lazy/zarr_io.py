@@ -205,8 +205,8 @@ def restore_to_zarr(src, dst, task: str, *, scale=None, model=None, axes: str | 
     stay marked, so a rerun continues. Returns a ``ZarrRestoreReport``."""
     import dask
 
+    from .graph import block_slices, plan_of, restore_dask
     from .schedulers import run_blocks
-    from .graph import _block_slices, plan_of, restore_dask
 
     zarr = _require_zarr()
     start = time.perf_counter()
@@ -255,7 +255,7 @@ def restore_to_zarr(src, dst, task: str, *, scale=None, model=None, axes: str | 
         target.attrs["memnet_run"] = signature
     done_dir.mkdir(parents=True, exist_ok=True)
 
-    slices = _block_slices(result.chunks)
+    slices = block_slices(result.chunks)
     total = len(slices)
     pending = [loc for loc in slices if not (done_dir / _chunk_name(loc)).exists()]
     skipped = total - len(pending)
@@ -271,7 +271,7 @@ def restore_to_zarr(src, dst, task: str, *, scale=None, model=None, axes: str | 
         nonlocal written
         written += 1
         if progress is not None:
-            from ..eager import TileProgress
+            from ..events import TileProgress
 
             done = skipped + written
             elapsed = time.perf_counter() - start
@@ -297,53 +297,8 @@ def _read_signature(dst: Path, array_path: Path) -> dict | None:
     return None
 
 
-# ------------------------------------------------------------------ `memnet restore` hooks
+# ------------------------------------------------------------------ input kinds
 def is_zarr_path(path) -> bool:
     """A folder that is a zarr array/group (``.zarray``, ``.zgroup`` or ``zarr.json`` inside)."""
     path = Path(path)
     return path.is_dir() and any((path / name).exists() for name in (".zarray", ".zgroup", "zarr.json"))
-
-
-def add_cli_arguments(parser) -> None:
-    """The out-of-core options of ``memnet restore``."""
-    group = parser.add_argument_group("out-of-core (zarr) output")
-    group.add_argument("--zarr", action="store_true",
-                       help="write OUTDIR/NAME_<task>.zarr chunk by chunk (bounded memory, resumable); "
-                            "always used for zarr inputs")
-    group.add_argument("--ome", action="store_true", help="write OME-Zarr 0.4 (NAME_<task>.ome.zarr)")
-    group.add_argument("--chunks", type=int, metavar="N",
-                       help="Y/X block side in input pixels (default 1024 on CPU, 2048 on GPU)")
-    group.add_argument("--scheduler", default="threads",
-                       help="threads (default), synchronous, or a dask.distributed address tcp://HOST:PORT")
-    group.add_argument("--overwrite", action="store_true", help="replace an existing zarr output instead of resuming")
-
-
-def zarr_output_path(path: Path, outdir: Path, task: str, ome: bool) -> Path:
-    name = Path(path).name
-    for suffix in (".ome.zarr", ".zarr", ".ome.tiff", ".ome.tif", ".tiff", ".tif", ".btf", ".npy"):
-        if name.lower().endswith(suffix):
-            ome = ome or suffix == ".ome.zarr"
-            name = name[: -len(suffix)]
-            break
-    return Path(outdir) / f"{name}_{task}{'.ome.zarr' if ome else '.zarr'}"
-
-
-def cli_restore_one(path, outdir, args, model, quiet: bool = False) -> str:
-    """Restore one input into zarr for ``memnet restore`` and return its report line."""
-    from ...commands.progressbar import ProgressBar
-
-    path = Path(path)
-    target = zarr_output_path(path, Path(outdir), args.task, bool(getattr(args, "ome", False)))
-    bar = None if quiet else ProgressBar(path.name, 0, unit="chunks")
-    try:
-        report = restore_to_zarr(
-            path, target, args.task, scale=args.scale, model=model, axes=args.axes, device=args.device,
-            precision=args.precision, chunks=getattr(args, "chunks", None),
-            scheduler=getattr(args, "scheduler", None), overwrite=bool(getattr(args, "overwrite", False)),
-            progress=None if bar is None else (lambda e: bar.update(e.done, e.total)))
-    finally:
-        if bar is not None:
-            bar.close()
-    resumed = f", {report.chunks_skipped} already done" if report.chunks_skipped else ""
-    return (f"{path} -> {target} ({'x'.join(map(str, report.shape))} {np.dtype(report.dtype)}, "
-            f"{report.chunks_written} chunk(s) written{resumed}, {report.seconds:.1f} s)")

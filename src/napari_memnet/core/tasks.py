@@ -1,0 +1,72 @@
+"""The task registry: the one list of restoration tasks and everything that
+differs between them. The CLI choices, the widgets, the trainer, the
+evaluation and the model files all read it.
+
+Each ``Task`` names its label (shown in the widgets), the suffix of a result
+layer, its bundled default model, what its degradation level is called
+(noise sigma, SR scale, JPEG quality) and the levels used by default for
+training, validation, the Train widget and evaluation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+SR_SCALES = (2, 3, 4)
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    label: str  # widget label
+    result_suffix: str  # "<layer> [<suffix>]"; "{scale}" is filled in for SR
+    default_model: str  # the bundled model used when none is named
+    level_name: str  # what a degradation level is: "sigma", "scale", "quality"
+    card_levels_key: str  # the model card's record of the training levels
+    train_levels: tuple  # training default: a range (lo, hi) or a set of scales
+    paper_levels: tuple  # the paper's test levels (validation picks those inside the training range)
+    widget_levels: str  # the Train widget's default "levels" text
+    widget_levels_help: str
+    eval_datasets: tuple  # ``memnet eval`` defaults
+    eval_levels: tuple
+
+
+TASKS: dict[str, Task] = {
+    "denoise": Task("denoise", "denoise", "denoised", "memnet-denoise", "sigma", "sigma_range",
+                    (0.0, 75.0), (15, 25, 50, 70), "5, 50", "noise sigma range lo, hi (0..255 scale)",
+                    ("Set12", "BSD68"), (15, 25, 50)),
+    "sr": Task("sr", "super-resolution", "SR x{scale}", "memnet-sr", "scale", "scales",
+               SR_SCALES, SR_SCALES, "2, 3, 4", "scales, e.g. 2, 3, 4",
+               ("Set5", "Set14", "BSD100", "Urban100_Y"), SR_SCALES),
+    "deblock": Task("deblock", "JPEG deblocking", "deblocked", "memnet-deblock", "quality", "jpeg_quality_range",
+                    (5, 50), (10, 20, 30, 40), "10, 40", "JPEG quality range lo, hi (1..100)",
+                    ("Classic5", "LIVE1"), (10, 20, 30, 40)),
+}
+TASK_NAMES = tuple(TASKS)
+# The bundled model each task uses when none is named.
+DEFAULT_MODELS = {name: task.default_model for name, task in TASKS.items()}
+
+
+def get_task(name) -> Task:
+    """The ``Task`` called ``name``, or a ValueError listing the tasks."""
+    try:
+        return TASKS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown task {name!r}; expected one of {TASK_NAMES}") from None
+
+
+def check_task(task, scale) -> tuple[str, int]:
+    """(task, integer scale); scale is 1 unless the task is 'sr'."""
+    get_task(task)
+    if task == "sr":
+        if scale is None:
+            raise ValueError(f"task 'sr' needs a scale, one of {SR_SCALES}")
+        if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)) \
+                or float(scale) not in SR_SCALES:
+            raise ValueError(f"unsupported super-resolution scale {scale!r}; expected one of {SR_SCALES}")
+        return task, int(scale)
+    if scale not in (None, 1):
+        raise ValueError(f"scale applies only to task 'sr' (got scale={scale!r} for task {task!r})")
+    return task, 1

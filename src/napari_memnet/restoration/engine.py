@@ -1,0 +1,149 @@
+"""The engine: a prepared inference module on a device, run tile by tile on
+2-D float planes.
+
+``Engine(model, device=..., precision=..., tile_size=...)`` loads the model,
+folds its BatchNorm (``RestorationModel.inference_module()``), moves it to the
+device (channels_last on CUDA and the CPU) and fixes the tile size (from
+device memory when None). An Engine never changes after it is built, so one
+engine may serve many callers and threads (``restoration.cache``).
+
+``engine.runner()`` gives one caller its own tile size: ``PlaneRunner.run``
+restores a plane tile by tile with a halo of the receptive radius (so tiled
+equals untiled); a CUDA (or host) out-of-memory error halves THAT runner's
+tile and restarts the plane, never the shared engine's.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Generator
+
+import numpy as np
+
+from ..core.tiling import count_tiles, tile_grid
+from .events import check_cancel
+
+MIN_RETRY_TILE = 32  # out-of-memory retries stop below this tile side
+RETILED = object()  # yielded by PlaneRunner.run when it restarts a plane with smaller tiles
+
+
+def check_tile_size(tile_size) -> int | None:
+    """A positive integer tile side, or None (choose from memory); ValueError otherwise."""
+    if tile_size is None:
+        return None
+    if isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer)) or tile_size < 1:
+        raise ValueError(f"tile_size must be a positive integer (pixels) or None, got {tile_size!r}")
+    return int(tile_size)
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    import torch
+
+    oom_types = tuple(t for t in (getattr(torch, "OutOfMemoryError", None),
+                                  getattr(torch.cuda, "OutOfMemoryError", None)) if t is not None)
+    if isinstance(exc, (MemoryError, *oom_types)):
+        return True
+    text = str(exc).lower()
+    return isinstance(exc, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+class Engine:
+    """A prepared inference module on a device (see the module docstring).
+
+    ``channels_last``: None = on CUDA and the CPU (measured ~1.2x faster on
+    the CPU, docs/performance.md), off on MPS; True/False force it
+    (``memnet bench --channels-last``)."""
+
+    def __init__(self, model, *, device="auto", precision="auto", tile_size=None, task=None, channels_last=None):
+        import torch
+
+        from ..core.devices import default_tile_size, resolve_device, resolve_precision
+        from ..models.files import load_model
+
+        self.model = load_model(model, task=task)
+        if self.model.in_channels != 1:
+            raise ValueError(
+                f"model {self.model.name!r} takes {self.model.in_channels} input channels; "
+                "restore needs a 1-channel (gray / luma) model"
+            )
+        self.device = resolve_device(device)
+        self.precision = resolve_precision(precision, self.device)
+        self.halo = int(self.model.receptive_radius)
+        self.align = int(self.model.alignment)  # tiles on the space-to-depth grid
+        network = self.model.network
+        was_training = network.training
+        module = self.model.inference_module()
+        if module is network:  # nothing to fold: work on a copy, never on the caller's network
+            module = copy.deepcopy(network)
+        network.train(was_training)
+        auto_cl = self.device.type in ("cuda", "cpu")
+        self.channels_last = auto_cl if channels_last is None else bool(channels_last)
+        module = module.eval().to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        self.module = module
+        requested = check_tile_size(tile_size)
+        self.tile = requested if requested is not None else default_tile_size(self.device, network, self.precision)
+
+    def forward(self, window: np.ndarray) -> "torch.Tensor":  # noqa: F821
+        """The network output for one 2-D float32 window, as a 2-D tensor on the device."""
+        import torch
+
+        from ..core.devices import autocast
+
+        x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None, None].to(self.device)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            y = self.module(x)
+        return y[0, 0]
+
+    def runner(self) -> PlaneRunner:
+        """A ``PlaneRunner`` starting at this engine's tile size."""
+        return PlaneRunner(self)
+
+
+class PlaneRunner:
+    """One caller's tiled runs through an ``Engine``; ``tile`` is this caller's own."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.tile = engine.tile
+        self.planes = 0  # planes started (a retried plane counts once)
+
+    def tiles_per_plane(self, h: int, w: int) -> int:
+        return count_tiles(h, w, self.tile, self.engine.align)
+
+    def run(self, plane: np.ndarray, out: np.ndarray, cancel=None) -> Generator:
+        """Restore ``plane`` into ``out`` (float32, same shape); yield once per tile.
+
+        On out-of-memory the tile side is halved and the plane restarted
+        (``RETILED`` is yielded first so the caller can recount tiles)."""
+        engine = self.engine
+        h, w = plane.shape
+        self.planes += 1
+        while True:
+            try:
+                for tile in tile_grid(h, w, self.tile, engine.halo, engine.align):
+                    check_cancel(cancel)
+                    y = engine.forward(plane[tile.window_slices])[tile.crop]
+                    out[tile.core_slices] = y.float().cpu().numpy()
+                    del y
+                    yield None
+                return
+            except Exception as exc:
+                if not is_out_of_memory(exc) or self.tile <= MIN_RETRY_TILE:
+                    raise
+                if engine.device.type == "cuda":
+                    import torch
+
+                    torch.cuda.empty_cache()
+                self.tile = max(MIN_RETRY_TILE, self.tile // 2)
+                yield RETILED
+
+    def restore(self, plane: np.ndarray, cancel=None) -> np.ndarray:
+        """``run`` to the end: the restored float32 plane."""
+        out = np.empty(plane.shape, dtype=np.float32)
+        for _ in self.run(np.ascontiguousarray(plane, dtype=np.float32), out, cancel):
+            pass
+        return out
