@@ -84,21 +84,11 @@ def resize_weights(in_size: int, out_size: int, scale: float | None = None) -> n
     return _weights_cached(int(in_size), int(out_size), float(scale))
 
 
-_TORCH_CACHE: dict = {}
-
-
 def _as_torch(matrix: np.ndarray, like):
+    """A weight matrix as a tensor of ``like``'s dtype on its device (small: out x in)."""
     import torch
 
-    key = (id(matrix), like.dtype, str(like.device))
-    hit = _TORCH_CACHE.get(key)
-    if hit is not None and hit[0] is matrix:
-        return hit[1]
-    tensor = torch.from_numpy(np.array(matrix)).to(device=like.device, dtype=like.dtype)
-    if len(_TORCH_CACHE) > 64:
-        _TORCH_CACHE.clear()
-    _TORCH_CACHE[key] = (matrix, tensor)
-    return tensor
+    return torch.from_numpy(np.array(matrix)).to(device=like.device, dtype=like.dtype)
 
 
 def _is_torch(img) -> bool:

@@ -1,5 +1,4 @@
-"""The restoration networks, built by name from a config dict (as stored in a
-model card)."""
+"""The networks (MemNet, RED30, built by name from a model card's config), their inference forms and the model files and specs."""
 
 from __future__ import annotations
 

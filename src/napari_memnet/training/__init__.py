@@ -1,6 +1,6 @@
-"""The training engine: data, the trainer (a generator of typed events), checkpoints and ``fine_tune``.
+"""Training: data, degradations on the fly, the trainer (a generator of typed events), run folders, checkpoints and ``fine_tune``."""
 
-Imports torch only when a submodule that needs it is imported."""
+# torch is imported only when a submodule that needs it is imported (the names below load lazily)
 
 from __future__ import annotations
 
