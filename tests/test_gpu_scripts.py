@@ -151,13 +151,20 @@ def test_sprint_smoke_deblock_with_worker_processes_and_profile(tmp_path):
                                               Path(data["weights"]["path"]).with_suffix(".json").name])
 
 
-def test_sprint_smoke_red30_denoise_inline_restores(tmp_path):
+def test_sprint_smoke_red30_denoise_inline_restores(gpu_modules, tmp_path):
+    """In this process (no worker processes to fork with the inline loader): main() returns 0."""
     import numpy as np
+    import torch
 
     import napari_memnet
 
-    data, out = _run_sprint(tmp_path, "--task", "denoise", "--model", "red30", "--loader", "inline",
-                            "--minutes", "1")
+    sprint = importlib.import_module("sprint")
+    out = tmp_path / "sprint"
+    with torch.random.fork_rng():
+        code = sprint.main(["--smoke", "--task", "denoise", "--model", "red30", "--loader", "inline",
+                            "--minutes", "1", "--max-seconds", "600", "--out", str(out)])
+    assert code == 0
+    data = _strict_json(out / "sprint.json")
     model = _check_sprint(data, out, "denoise")
     assert data["architecture"] == "red30" and data["config"]["loader"] == "inline"
     image = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
