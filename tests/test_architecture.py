@@ -185,3 +185,36 @@ def test_the_state_finder_sees_a_cache():
             local["x"] = 1
     """)
     assert mutated_module_state(source) == {"_CACHE", "COUNT"}
+
+
+def test_the_task_list_is_written_once():
+    """Only core/tasks.py lists the tasks; the CLI, widgets, trainer, evaluation and model files read it."""
+    tasks = {"denoise", "sr", "deblock"}
+    found = []
+    for name, (path, _) in _modules().items():
+        if name == f"{NAME}.core.tasks":
+            continue
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            items = node.keys if isinstance(node, ast.Dict) else getattr(node, "elts", None)
+            if isinstance(node, (ast.Dict, ast.Tuple, ast.List, ast.Set)) and items:
+                values = {i.value for i in items if isinstance(i, ast.Constant)}
+                if tasks <= values:
+                    found.append(f"{name}:{node.lineno}")
+    assert not found, found
+
+
+def test_the_cli_and_the_widgets_offer_the_registry_tasks():
+    import argparse
+
+    from napari_memnet.cli import build_parser
+    from napari_memnet.core.tasks import TASK_NAMES, TASKS
+
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    for command in ("restore", "eval", "models", "train"):
+        task = next(a for a in sub.choices[command]._actions if "--task" in a.option_strings)
+        assert tuple(task.choices) == TASK_NAMES, command
+    from napari_memnet._widgets import layer_io, train_data
+
+    assert layer_io.TASK_LABELS == {name: task.label for name, task in TASKS.items()}
+    assert set(train_data.DEFAULT_LEVEL_TEXT) == set(TASK_NAMES)

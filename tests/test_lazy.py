@@ -236,7 +236,7 @@ def test_compute_iter_progress_and_cancel(models, stack):
 
 
 def test_restore_dask_iter_speaks_restore_iter(models, stack):
-    """Same events as ``inference.restore_iter``: TileProgress per block, then a RestoreResult."""
+    """Same events as the eager ``restore_iter``: TileProgress per block, then a RestoreResult."""
     from napari_memnet.restoration.events import RestoreResult, TileProgress
     from napari_memnet.api import restore
 

@@ -56,7 +56,7 @@ def test_fine_tune_api_saves_a_user_model_usable_at_once(pair_folders, tmp_path)
 
 
 def test_fine_tune_result_restores_an_image(pair_folders):
-    inference = pytest.importorskip("napari_memnet.restoration.eager")
+    inference = pytest.importorskip("napari_memnet.api")
     napari_memnet.fine_tune(pairs=pair_folders, task="denoise", architecture=TINY, steps=2, batch_size=4,
                             patch_size=24, name="quick", validation=1, threads=1)
     noisy = np.asarray(Image.open(next(pair_folders[1].iterdir())), np.float32) / 255
@@ -277,7 +277,7 @@ def test_overwrite_replaces_the_old_run_only_once_the_new_model_is_saved(pair_fo
 
 
 def test_bundled_model_names_are_never_given_to_user_models(pair_folders, tmp_path, capsys):
-    from napari_memnet.models.files import DEFAULT_MODELS
+    from napari_memnet.core.tasks import DEFAULT_MODELS
 
     name = DEFAULT_MODELS["denoise"]
     for overwrite in (False, True):

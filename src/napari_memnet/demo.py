@@ -40,7 +40,8 @@ def _to_png_bytes(image: np.ndarray) -> bytes:
 
 def bundled_default_denoiser():
     """The bundled default denoiser's ``ModelInfo``, or ``None`` if its weights are missing."""
-    from .models.files import DEFAULT_MODELS, list_models
+    from .core.tasks import DEFAULT_MODELS
+    from .models.files import list_models
 
     name = DEFAULT_MODELS["denoise"]
     for info in list_models("denoise"):
@@ -53,7 +54,8 @@ def run_headless(output_dir: Path, model: str | None = None) -> int:
     """Restore the noisy sample (bundled denoiser unless ``model`` names another); write PNGs."""
     from .core.atomic import atomic_write_bytes, atomic_write_text
     from .core.metrics import psnr
-    from .models.files import BUNDLED_DIR, DEFAULT_MODELS, ModelFileError, load_model
+    from .models.files import BUNDLED_DIR, ModelFileError, load_model
+    from .core.tasks import DEFAULT_MODELS
     from .sample_data import NOISE_SIGMA, noisy_sample
 
     if model is None:

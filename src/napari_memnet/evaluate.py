@@ -30,15 +30,13 @@ import numpy as np
 from .core.color import rgb_to_gray, rgb_to_y, to_uint8
 from .core.degrade import add_noise, bicubic_degrade, jpeg_compress, modcrop
 from .core.metrics import psnr, ssim
+from .core.tasks import DEFAULT_MODELS, TASKS, get_task
 
 __all__ = ["TASK_DEFAULTS", "IMAGE_SUFFIXES", "evaluate", "list_images", "load_plane",
            "parse_levels", "default_model_name", "RECORD_KEYS", "json_safe", "records_to_json"]
 
-TASK_DEFAULTS = {
-    "denoise": {"datasets": ("Set12", "BSD68"), "levels": (15, 25, 50)},
-    "sr": {"datasets": ("Set5", "Set14", "BSD100", "Urban100_Y"), "levels": (2, 3, 4)},
-    "deblock": {"datasets": ("Classic5", "LIVE1"), "levels": (10, 20, 30, 40)},
-}
+# the defaults per task, read from the task registry
+TASK_DEFAULTS = {name: {"datasets": task.eval_datasets, "levels": task.eval_levels} for name, task in TASKS.items()}
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RECORD_KEYS = ("task", "dataset", "level", "model", "psnr", "ssim", "baseline_psnr", "baseline_ssim", "images")
 
@@ -46,9 +44,7 @@ RestoreFn = Callable[[np.ndarray], np.ndarray]
 
 
 def _check_task(task: str) -> str:
-    if task not in TASK_DEFAULTS:
-        raise ValueError(f"unknown task {task!r}; expected one of {tuple(TASK_DEFAULTS)}")
-    return task
+    return get_task(task).name
 
 
 def parse_levels(task: str, levels) -> tuple:
@@ -149,7 +145,7 @@ def _prepare(task: str, gt: np.ndarray, level, rng_factory) -> tuple:
 
 def default_model_name(task: str) -> str | None:
     """The bundled default model of ``task`` if it is installed, else None."""
-    from .models.files import DEFAULT_MODELS, ModelFileError, find_model
+    from .models.files import ModelFileError, find_model
 
     _check_task(task)
     try:
@@ -161,7 +157,7 @@ def default_model_name(task: str) -> str | None:
 def _model_restore_fn(model, task: str, device: str) -> tuple[RestoreFn, str]:
     """(restore function, model name) for ``model`` on ``device``.
 
-    The ``inference.Engine`` (model loaded, BatchNorm folded, moved to the
+    The ``restoration.engine.Engine`` (model loaded, BatchNorm folded, moved to the
     device) is built here ONCE and reused for every image and level, rather
     than once per ``restore_plane`` call; the function exposes it as
     ``.engine``."""
@@ -215,7 +211,7 @@ def evaluate(task: str, data_dir: str | Path, datasets: Sequence[str] | str | No
     ``datasets`` and ``levels`` default to the task's (``TASK_DEFAULTS``).
     ``model``: None for the baseline only, else a model name, a path or a
     loaded model, run with ``napari_memnet.restoration.eager.restore_plane`` on
-    ``device`` through one ``inference.Engine`` built once for all images and
+    ``device`` through one ``restoration.engine.Engine`` built once for all images and
     levels. ``restore_fn`` instead runs any function mapping a float32
     0..1 plane to a plane of the same shape. ``max_images`` keeps the first N
     images of each set (for quick checks). ``progress`` receives each record

@@ -22,19 +22,16 @@ from __future__ import annotations
 
 import numpy as np
 
-TASK_LABELS = {"denoise": "denoise", "sr": "super-resolution", "deblock": "JPEG deblocking"}
+from ..core.tasks import TASKS, get_task
+
+TASK_LABELS = {name: task.label for name, task in TASKS.items()}  # read from the task registry
 _LEADING_NAMES = "ZTQRSUVW"  # innermost first: ZYX, TZYX, QTZYX, ...
 
 
 def operation_suffix(task: str, scale: int | None = None) -> str:
     """The bracketed part of a result layer's name: ``denoised``, ``SR x2``, ``deblocked``."""
-    if task == "denoise":
-        return "denoised"
-    if task == "sr":
-        return f"SR x{int(scale)}"
-    if task == "deblock":
-        return "deblocked"
-    raise ValueError(f"unknown task {task!r}; expected one of {sorted(TASK_LABELS)}")
+    suffix = get_task(task).result_suffix
+    return suffix.format(scale=int(scale)) if "{scale}" in suffix else suffix
 
 
 def result_name(input_name: str, task: str, scale: int | None = None) -> str:

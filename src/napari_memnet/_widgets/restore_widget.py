@@ -30,6 +30,7 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, Label, ProgressBar,
                               SpinBox)
 from qtpy.QtCore import QEvent, QObject
 
+from ..core.tasks import SR_SCALES
 from . import layer_io
 from .progress import format_seconds, progress_text
 
@@ -110,7 +111,7 @@ class RestoreWidget(Container):
         self.image = ComboBox(label="image", choices=self._image_choices, nullable=True)
         self.task = ComboBox(label="task", value="denoise",
                              choices=[(label, key) for key, label in layer_io.TASK_LABELS.items()])
-        self.scale = ComboBox(label="scale", choices=[2, 3, 4], value=2, visible=False)
+        self.scale = ComboBox(label="scale", choices=list(SR_SCALES), value=2, visible=False)
         self.model = ComboBox(label="model", choices=self._model_choices)
         self.refresh_button = PushButton(text="\u21bb", tooltip="Refresh the model list")
         model_row = Container(widgets=[self.model, self.refresh_button], layout="horizontal",

@@ -31,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.tasks import TASKS
+
 SOURCE_LAYER_PAIRS = "layer pairs (degraded, clean)"
 SOURCE_FOLDER_PAIRS = "folder pairs (matched by name)"
 SOURCE_CLEAN_LAYERS = "clean layers (synthetic degradation)"
@@ -43,10 +45,8 @@ VAL_FRACTION = "held-out fraction of the images"
 VAL_NONE = "none"
 
 # synthetic degradation levels offered by default (text of the "levels" field)
-DEFAULT_LEVEL_TEXT = {"denoise": "5, 50", "sr": "2, 3, 4", "deblock": "10, 40"}
-LEVEL_HELP = {"denoise": "noise sigma range lo, hi (0..255 scale)",
-              "sr": "scales, e.g. 2, 3, 4",
-              "deblock": "JPEG quality range lo, hi (1..100)"}
+DEFAULT_LEVEL_TEXT = {name: task.widget_levels for name, task in TASKS.items()}
+LEVEL_HELP = {name: task.widget_levels_help for name, task in TASKS.items()}
 
 
 @dataclass

@@ -6,8 +6,7 @@ from __future__ import annotations
 
 import sys
 
-TASKS = ("denoise", "sr", "deblock")
-LEVEL_NAMES = {"denoise": "sigma", "sr": "scale", "deblock": "quality"}
+from ..core.tasks import TASK_NAMES, TASKS
 
 
 def register(sub) -> None:
@@ -17,14 +16,15 @@ def register(sub) -> None:
         description="Measure PSNR/SSIM of a model and of the degraded input (baseline) on benchmark sets, "
         "with the MemNet paper's per-task protocol (see docs/evaluation.md).",
     )
-    p.add_argument("--task", required=True, choices=TASKS, help="restoration task")
+    p.add_argument("--task", required=True, choices=TASK_NAMES, help="restoration task")
     p.add_argument("--data", required=True, metavar="DIR",
                    help="test folder holding one sub-folder per dataset (e.g. shared/data/test)")
     p.add_argument("--datasets", metavar="A,B",
-                   help="comma-separated dataset folders (default: denoise Set12,BSD68; "
-                   "sr Set5,Set14,BSD100,Urban100_Y; deblock Classic5,LIVE1)")
+                   help="comma-separated dataset folders (default: "
+                   + "; ".join(f"{t.name} {','.join(t.eval_datasets)}" for t in TASKS.values()) + ")")
     p.add_argument("--levels", metavar="L1,L2",
-                   help="noise sigmas / SR scales / JPEG qualities (default: 15,25,50 / 2,3,4 / 10,20,30,40)")
+                   help="noise sigmas / SR scales / JPEG qualities (default: "
+                   + " / ".join(",".join(map(str, t.eval_levels)) for t in TASKS.values()) + ")")
     p.add_argument("--model", metavar="NAME|PATH|none",
                    help="model name or file; 'none' = baseline only (default: the task's bundled model if installed)")
     p.add_argument("--device", default="auto", help="torch device for the model (default: auto)")
@@ -59,7 +59,7 @@ def run(args) -> int:
             print(f"note: no bundled model for task {args.task!r} is installed; reporting the baseline only "
                   f"(pass --model NAME|PATH to evaluate a model)", file=sys.stderr)
     print(f"task {args.task}, model {model or 'none (baseline only)'}; "
-          f"level = {LEVEL_NAMES[args.task]}; baseline = the degraded input")
+          f"level = {TASKS[args.task].level_name}; baseline = the degraded input")
     print(f"{'dataset':<12} {'level':>5} {'PSNR':>7} {'SSIM':>7} {'base PSNR':>9} {'base SSIM':>9} {'images':>6}")
 
     def show(record):

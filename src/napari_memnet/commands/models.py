@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 
+from ..core.tasks import TASK_NAMES
+
 
 def register(sub) -> None:
     p = sub.add_parser("models", help="list bundled and user models")
     p.add_argument("--json", action="store_true", help="print the list as JSON")
-    p.add_argument("--task", choices=("denoise", "sr", "deblock"), help="only this task's models")
+    p.add_argument("--task", choices=TASK_NAMES, help="only this task's models")
     p.set_defaults(func=run)
 
 

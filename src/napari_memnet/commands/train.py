@@ -19,6 +19,9 @@ import sys
 import threading
 import time
 
+from ..core.tasks import TASK_NAMES
+from ..training.config import DEFAULT_ARCH, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES
+
 
 def _floats(text: str) -> list[float]:
     try:
@@ -33,11 +36,11 @@ def register(sub) -> None:
                        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     a = p.add_argument
     a("--config", metavar="FILE.toml", help="TrainConfig keys in TOML; flags given on the command line win")
-    a("--task", choices=("denoise", "sr", "deblock"))
+    a("--task", choices=TASK_NAMES)
     a("--clean-dir", nargs="+", metavar="DIR", help="folder(s) of clean images (degraded on the fly)")
     a("--pairs", nargs=2, metavar=("DEGRADED_DIR", "CLEAN_DIR"), help="folders of real pairs matched by file name")
     a("--levels", type=_floats, help="denoise: sigma range lo,hi; sr: scales 2,3,4; deblock: JPEG quality range lo,hi")
-    a("--arch", dest="architecture", choices=("memnet", "red30"))
+    a("--arch", dest="architecture", choices=tuple(DEFAULT_ARCH))
     a("--blocks", type=int, help="MemNet memory blocks M")
     a("--recursions", type=int, help="MemNet recursions R")
     a("--channels", type=int, help="filters per layer")
@@ -48,23 +51,23 @@ def register(sub) -> None:
     a("--steps", type=int)
     a("--batch", dest="batch_size", type=int)
     a("--patch", dest="patch_size", type=int)
-    a("--optimizer", choices=("adam", "sgd"))
+    a("--optimizer", choices=OPTIMIZERS)
     a("--lr", type=float)
     a("--lr-min", type=float)
-    a("--schedule", choices=("cosine", "step", "constant"))
+    a("--schedule", choices=SCHEDULES)
     a("--lr-step", type=int, help="step schedule: divide the lr by 10 every N steps")
     a("--warmup-steps", type=int)
     a("--weight-decay", type=float)
     a("--clip", type=float, help="gradient norm clip")
     a("--plain-loss", action="store_true", default=None, help="euclidean loss on the final output only")
-    a("--loss", choices=("l2", "l1", "charbonnier"), help="pixel loss (default l2, the paper's)")
+    a("--loss", choices=LOSSES, help="pixel loss (default l2, the paper's)")
     a("--ema", type=float, metavar="DECAY",
       help="keep an exponential moving average of the weights (e.g. 0.999); it is validated and saved")
     a("--minutes", type=float, help="wall-clock budget of this invocation: stop cleanly after it (--resume continues)")
     a("--checkpoint-minutes", type=float, help="also checkpoint after this many minutes (default 10)")
     a("--seed", type=int)
     a("--device", help="auto, cpu, cuda, cuda:1, mps")
-    a("--precision", choices=("auto", "fp32", "bf16"))
+    a("--precision", choices=PRECISIONS)
     a("--channels-last", action=argparse.BooleanOptionalAction, default=None)
     a("--compile", action="store_true", default=None, help="torch.compile the network")
     a("--threads", type=int, help="CPU threads for torch")

@@ -21,15 +21,12 @@ from pathlib import Path
 from typing import Any
 
 from ..core.atomic import atomic_path, atomic_write_text
+from ..core.tasks import DEFAULT_MODELS, get_task
 
 FORMAT_VERSION = 1
-TASKS = ("denoise", "sr", "deblock")
 BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
 USER_DIR_ENV = "NAPARI_MEMNET_MODELS_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-
-# The bundled model each task uses when none is named.
-DEFAULT_MODELS = {"denoise": "memnet-denoise", "sr": "memnet-sr", "deblock": "memnet-deblock"}
 
 
 class ModelFileError(ValueError):
@@ -149,8 +146,8 @@ def save_model(network, name: str, *, task: str | None, directory: str | os.Path
     from safetensors.torch import save_file
 
     check_model_name(name)
-    if task is not None and task not in TASKS:
-        raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
+    if task is not None:
+        get_task(task)
     folder = Path(directory) if directory is not None else user_models_dir()
     weights = folder / f"{name}.safetensors"
     card_path = folder / f"{name}.json"
@@ -342,9 +339,7 @@ def load_model(name_or_path, task: str | None = None) -> RestorationModel:
     if name_or_path is None:
         if task is None:
             raise ValueError("load_model needs a model name, a path, or a task for the default model")
-        if task not in DEFAULT_MODELS:
-            raise ValueError(f"unknown task {task!r}; expected one of {TASKS}")
-        name_or_path = DEFAULT_MODELS[task]
+        name_or_path = DEFAULT_MODELS[get_task(task).name]
         try:
             find_model(name_or_path)
         except ModelFileError:

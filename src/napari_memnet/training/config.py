@@ -17,15 +17,13 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-TASKS = ("denoise", "sr", "deblock")
+from ..core.tasks import TASK_NAMES, TASKS
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("l2", "l1", "charbonnier")
 
-DEFAULT_LEVELS = {"denoise": (0.0, 75.0), "sr": (2, 3, 4), "deblock": (5, 50)}
-# validation levels are the paper's test levels that fall inside the training range
-_PAPER_LEVELS = {"denoise": (15, 25, 50, 70), "sr": (2, 3, 4), "deblock": (10, 20, 30, 40)}
+DEFAULT_LEVELS = {name: task.train_levels for name, task in TASKS.items()}  # read from the task registry
 DEFAULT_ARCH = {"memnet": {"blocks": 6, "recursions": 6, "channels": 64}, "red30": {"layers": 15, "channels": 64}}
 
 
@@ -99,7 +97,7 @@ class TrainConfig:
     def validate(self) -> None:
         problems = []
         if self.task not in TASKS:
-            problems.append(f"task must be one of {TASKS}, got {self.task!r}")
+            problems.append(f"task must be one of {TASK_NAMES}, got {self.task!r}")
         if self.loss not in LOSSES:
             problems.append(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if not (isinstance(self.ema, (int, float)) and 0 <= self.ema < 1):
@@ -195,7 +193,8 @@ class TrainConfig:
         if self.task == "sr":
             return tuple(self.levels)
         lo, hi = self.levels
-        inside = tuple(v for v in _PAPER_LEVELS[self.task] if lo <= v <= hi)
+        # validation levels are the paper's test levels that fall inside the training range
+        inside = tuple(v for v in TASKS[self.task].paper_levels if lo <= v <= hi)
         if inside:
             return inside
         mid = (lo + hi) / 2

@@ -90,7 +90,8 @@ def bundled_name_problem(name: str, model_dir=None) -> str | None:
     A user model shadows the bundled model of the same name (``modelfile.find_model``), and a task's
     default is looked up by that name, so the user model folder (and the bundled folder itself) never
     takes a bundled model's name. Other folders (``memnet train --out-dir``) may."""
-    from ..models.files import BUNDLED_DIR, DEFAULT_MODELS, user_models_dir
+    from ..core.tasks import DEFAULT_MODELS
+    from ..models.files import BUNDLED_DIR, user_models_dir
 
     bundled = set(DEFAULT_MODELS.values()) | {p.stem for p in BUNDLED_DIR.glob("*.safetensors")}
     folder = model_folder(model_dir).resolve()
@@ -131,8 +132,9 @@ def check_outputs(config: TrainConfig, *, resume: bool = False, overwrite: bool 
 
 
 def level_card(task: str, levels) -> dict:
-    key = {"denoise": "sigma_range", "sr": "scales", "deblock": "jpeg_quality_range"}[task]
-    return {key: list(levels)}
+    from ..core.tasks import get_task
+
+    return {get_task(task).card_levels_key: list(levels)}
 
 
 class Trainer:
