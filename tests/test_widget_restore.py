@@ -259,8 +259,8 @@ def test_bad_inputs_give_notifications_not_crashes(make_napari_viewer, tiny_mode
     with_nan = crop.copy()
     with_nan[3, 4] = np.nan
     nan_layer = viewer.add_image(with_nan, name="nan")
-    assert widget.run(nan_layer) is None
-    assert any("NaN" in m for m in error_messages())
+    assert widget.run_blocking(nan_layer, timeout=60) is None  # the scan runs in the worker
+    assert any("'nan'" in m and "NaN" in m for m in error_messages())
     assert len(viewer.layers) == 4  # nothing added
     np.testing.assert_array_equal(np.isnan(nan_layer.data), np.isnan(with_nan))
 
@@ -282,7 +282,7 @@ def test_dask_stack_gets_a_lazy_result_layer(make_napari_viewer, tiny_models):
     viewer.dims.set_current_step(0, 2)
     widget = open_widget(viewer)
     widget.stack_mode.value = "whole stack"
-    result = widget.run_blocking(timeout=60)  # returns at once: nothing computed up front
+    result = widget.run_blocking(timeout=60)  # planned in the worker: nothing restored up front
     assert result.name == "lazy [denoised]" and type(result.data).__module__.startswith("dask")
     assert result.data.shape == stack.shape and "lazy" in widget.status.value
     eager = restore(stack[2], "denoise", model="tiny-denoise")
@@ -307,3 +307,47 @@ def test_progress_line_and_axes_helpers():
     assert layer_io.result_name("cells", "sr", 3) == "cells [SR x3]"
     with pytest.raises(ValueError, match="unknown task"):
         layer_io.result_name("cells", "sharpen")
+
+
+def test_reading_checking_planning_and_model_loading_run_in_the_worker(make_napari_viewer, tiny_models,
+                                                                       crop, monkeypatch):
+    """The napari main thread only reads the form: the worker reads the pixels, scans them for
+    NaN/inf, loads the model (eager), or plans the lazy graph and samples it (dask input)."""
+    import threading
+
+    from napari_memnet._widgets import layer_io, lazy_layer
+    from napari_memnet.restoration import eager
+    from napari_memnet.restoration.lazy import graph
+
+    da = pytest.importorskip("dask.array")
+    threads = {}
+
+    def spy(module, name):
+        original = getattr(module, name)
+
+        def recorded(*args, **kwargs):
+            threads.setdefault(name, set()).add(threading.current_thread())
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, recorded)
+
+    spy(layer_io, "take_plane")  # reading a plane
+    spy(eager, "check_image")  # the NaN/inf scan
+    spy(graph, "model_spec")  # lazy: loading and hashing the model
+    spy(graph, "channel_normalizations")  # lazy: sampling the intensities
+    spy(lazy_layer, "restore_dask")  # lazy: planning the graph
+    from napari_memnet.models import files
+
+    spy(files, "load_model")  # the Engine loads its model through files.load_model
+    viewer = make_napari_viewer()
+    viewer.add_image(np.stack([crop, crop[::-1]]), name="stack")
+    widget = open_widget(viewer)
+    assert widget.run_blocking(timeout=60) is not None  # the current plane of a numpy stack
+    viewer.add_image(da.from_array((np.stack([crop, crop.T]) * 900).astype(np.uint16), chunks=(1, 32, 32)),
+                     name="lazy")
+    widget.stack_mode.value = "whole stack"
+    assert widget.run_blocking(timeout=60) is not None  # a dask stack: a lazy result
+    expected = {"take_plane", "check_image", "load_model", "model_spec", "channel_normalizations", "restore_dask"}
+    assert expected <= set(threads), threads
+    main = threading.main_thread()
+    assert all(main not in seen for seen in threads.values()), threads

@@ -294,10 +294,19 @@ def test_region_split_and_messages_without_qt():
     assert td.parse_levels("2 3 4", "sr") == (2, 3, 4)
     with pytest.raises(ValueError, match="whole numbers"):
         td.parse_levels("2.5", "sr")
-    names = {"pair[1]": "'a' \u2192 'b'", "image[0]": "'c'", "validation image[0]": "validation region of 'c'"}
-    msg = "pair[1] (clean): too small\n  validation image[0]: NaN\n  image[0]: x\n  pair[10]: y"
-    assert td.rename(msg, names) == ("'a' \u2192 'b' (clean): too small\n  validation region of 'c': NaN\n"
-                                     "  'c': x\n  pair[10]: y")
+    # the engine names arrays as the widget tells it (layer names), no rewriting of its messages
+    from napari_memnet.training.config import TrainConfig
+    from napari_memnet.training.data import prepare_data
+
+    config = TrainConfig(task="denoise", levels=(25, 25), patch_size=24, val_count=0)
+    nan = np.full((30, 30), np.nan, np.float32)
+    with pytest.raises(ValueError) as err:
+        prepare_data(config, clean=[np.zeros((30, 30), np.float32), np.zeros((8, 8), np.float32)],
+                     validation=[nan], intensity="as-is", names=["'c'", "'d'"],
+                     val_names=["validation region of 'c'"])
+    message = str(err.value)
+    assert "'d': 8x8 pixels is smaller" in message and "validation region of 'c': contains non-finite" in message
+    assert "image[" not in message
     with pytest.raises(ValueError, match="layer sources"):
         td.from_clean_folder(Path(__file__).parent, td.VAL_REGION, 0.2)
 
@@ -312,14 +321,16 @@ def test_layer_intensities_follow_restore_mapping(photo):
     deg16 = (noisy * 4000 + 300).astype(np.uint16)
     cln16 = (clean * 4000 + 300).astype(np.uint16)
     req = td.from_layer_pairs([(Image(deg16, name="d16"), Image(cln16, name="c16"))], "denoise", td.VAL_NONE, 0.2)
+    assert req.pairs is None  # the main thread reads no pixels: the worker does (materialize)
+    td.materialize(req)
     imap = choose_intensity(deg16)
     assert imap.mode == "percentile"
     np.testing.assert_array_equal(req.pairs[0][0], imap.forward(deg16))
     np.testing.assert_array_equal(req.pairs[0][1], imap.forward(cln16))
     assert "'d16' is neither 8-bit nor 0..1" in req.notes[0]
     # 8-bit and 0..1 data keep the engine's own scale (x / 255, or as is)
-    req8 = td.from_layer_pairs([(Image((noisy * 255).astype(np.uint8), name="d8"), Image(clean, name="c"))],
-                               "denoise", td.VAL_NONE, 0.2)
+    req8 = td.materialize(td.from_layer_pairs(
+        [(Image((noisy * 255).astype(np.uint8), name="d8"), Image(clean, name="c"))], "denoise", td.VAL_NONE, 0.2))
     np.testing.assert_allclose(req8.pairs[0][0], (noisy * 255).astype(np.uint8) / 255.0, atol=1e-7)
     assert not req8.notes
 
@@ -334,7 +345,8 @@ def test_layer_pairs_use_the_engines_pair_rule(photo):
     noisy, clean = noisy_pair(photo)
     d8 = np.round(noisy * 255).astype(np.uint8)
     with pytest.raises(ValueError) as err:  # a float clean layer on 0..300: refused, naming the layers
-        td.from_layer_pairs([(Image(d8, name="d8"), Image(clean * 300, name="c300"))], "denoise", td.VAL_NONE, 0.2)
+        td.materialize(td.from_layer_pairs([(Image(d8, name="d8"), Image(clean * 300, name="c300"))], "denoise",
+                                           td.VAL_NONE, 0.2))
     msg = str(err.value)
     assert "'d8' \u2192 'c300': the degraded image is uint8 on the 8-bit (0..255) scale" in msg
     assert "float32 with values" in msg
@@ -342,7 +354,8 @@ def test_layer_pairs_use_the_engines_pair_rule(photo):
     # the clean layer takes the degraded layer's map (x / 255), and the engine keeps it as it is
     d16 = d8.astype(np.uint16)
     c16 = np.round(clean * 300).astype(np.uint16)
-    req = td.from_layer_pairs([(Image(d16, name="d16"), Image(c16, name="c16"))], "denoise", td.VAL_NONE, 0.2)
+    req = td.materialize(td.from_layer_pairs([(Image(d16, name="d16"), Image(c16, name="c16"))], "denoise",
+                                             td.VAL_NONE, 0.2))
     assert req.intensity == "as-is"
     np.testing.assert_array_equal(req.pairs[0][0], d16.astype(np.float32) / 255)
     np.testing.assert_array_equal(req.pairs[0][1], c16.astype(np.float32) / 255)
@@ -363,7 +376,8 @@ def test_held_out_region_shares_its_layers_map(photo):
     noisy = photo + np.random.default_rng(3).normal(0, 0.08, photo.shape)  # unclipped, as a camera records
     deg16 = np.round(noisy * 3000 + 500).astype(np.uint16)
     cln16 = np.round(photo * 3000 + 500).astype(np.uint16)
-    req = td.from_layer_pairs([(Image(deg16, name="d"), Image(cln16, name="c"))], "denoise", td.VAL_REGION, 0.25)
+    req = td.materialize(td.from_layer_pairs([(Image(deg16, name="d"), Image(cln16, name="c"))], "denoise",
+                                             td.VAL_REGION, 0.25))
     imap = choose_intensity(deg16)
     assert imap.mode == "percentile"
     whole_in, whole_tg = imap.forward(deg16), imap.forward(cln16)
@@ -377,3 +391,37 @@ def test_held_out_region_shares_its_layers_map(photo):
     np.testing.assert_array_equal(val.input, whole_in[:, cut:])
     np.testing.assert_array_equal(val.target, whole_tg[:, cut:])
     assert choose_intensity(deg16[:, cut:]) != imap  # the region's own percentiles would differ
+
+
+def test_layers_are_read_mapped_and_split_in_the_worker(make_napari_viewer, photo, monkeypatch):
+    """Check data / Start: the main thread only points at the layers' planes; the worker reads
+    them, maps their intensities and splits off the held-out region."""
+    import threading
+
+    threads = {}
+
+    def spy(owner, name):
+        original = getattr(owner, name)
+
+        def recorded(*args, **kwargs):
+            threads.setdefault(name, set()).add(threading.current_thread())
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, recorded)
+
+    for name in ("map_pair", "map_image", "split_region"):
+        spy(td, name)
+    spy(td.LayerPlane, "read")
+    viewer = make_napari_viewer()
+    noisy, clean = noisy_pair(photo)
+    viewer.add_image((clean * 3000).astype(np.uint16), name="clean")
+    viewer.add_image((noisy * 3000).astype(np.uint16), name="noisy")
+    widget = open_widget(viewer)
+    tiny_settings(widget, name="never-saved")
+    widget.validation.value = td.VAL_REGION
+    assert widget.check_data() is not None
+    widget.wait(timeout=60)
+    assert "Data OK" in widget.data_message.value, widget.data_message.value
+    assert {"read", "map_pair", "split_region"} <= set(threads), threads
+    main = threading.main_thread()
+    assert all(main not in seen for seen in threads.values()), threads

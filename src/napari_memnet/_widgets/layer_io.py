@@ -88,14 +88,6 @@ def is_lazy_array(data) -> bool:
     return module.startswith(("dask", "zarr"))
 
 
-def check_finite(data: np.ndarray, name: str) -> None:
-    """Raise ``ValueError`` if float data holds NaN or infinite values."""
-    if np.dtype(data.dtype).kind == "f" and not np.isfinite(data).all():
-        bad = int(np.size(data) - np.count_nonzero(np.isfinite(data)))
-        raise ValueError(f"{name!r} contains {bad} NaN or infinite value(s); replace them "
-                         "(for example with 0) before restoring.")
-
-
 def plane_index(layer, world_point) -> tuple[int, ...]:
     """Indices along the stack axes of ``layer`` of the plane shown at ``world_point``."""
     lead = n_stack_axes(layer)

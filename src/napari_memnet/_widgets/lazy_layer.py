@@ -42,18 +42,24 @@ def lazy_contrast_limits(result) -> tuple[float, float]:
     return (min(n.low for n in plan.norms), max(n.high for n in plan.norms))
 
 
+def lazy_layer_kwargs(layer, result, task: str, scale=None) -> dict:
+    """The ``viewer.add_image`` keyword arguments of ``layer``'s lazy ``result`` (reads no pixels)."""
+    _, kwargs = layer_io.result_layer_kwargs(layer, result, task=task, scale=scale, extra_metadata={"lazy": True})
+    if "contrast_limits" not in kwargs and not getattr(layer, "rgb", False):
+        kwargs["contrast_limits"] = lazy_contrast_limits(result)
+    return kwargs
+
+
 def lazy_result_for_layer(layer, task: str, **options):
     """``(dask_result, layer_kwargs)`` for restoring ``layer`` lazily.
 
     ``options`` go to ``restore_dask`` (model, scale, device, tile_size,
-    chunks...); ``axes`` defaults to the layer's (``layer_io.layer_axes``)."""
+    chunks...); ``axes`` defaults to the layer's (``layer_io.layer_axes``).
+    This plans the graph, loads the model and samples intensities: call it
+    off the main thread in a widget (the Restore widget's worker does)."""
     options.setdefault("axes", layer_io.layer_axes(layer))
     result = lazy_result_layer_data(layer.data, task, **options)
-    _, kwargs = layer_io.result_layer_kwargs(layer, result, task=task, scale=options.get("scale"),
-                                             extra_metadata={"lazy": True})
-    if "contrast_limits" not in kwargs and not getattr(layer, "rgb", False):
-        kwargs["contrast_limits"] = lazy_contrast_limits(result)
-    return result, kwargs
+    return result, lazy_layer_kwargs(layer, result, task, options.get("scale"))
 
 
 def add_lazy_result(viewer, layer, task: str, **options):

@@ -1,8 +1,10 @@
-"""The "Restore (MemNet)" dock widget.
+"""The "Restore (MemNet)" dock widget: a thin magicgui form over ``RestoreController``.
 
-A magicgui ``Container`` whose **Restore** button starts ``napari_memnet.restoration.eager.
-restore_iter`` in a napari worker thread (``napari.qt.threading.create_worker``,
-what ``thread_worker`` builds on; worker exceptions reach napari's notifications). The worker never touches Qt: it
+The **Restore** button asks the controller for a ``RestoreRequest`` (checks
+that read no pixels) and starts ``restore_controller.restore_job`` in a napari
+worker thread (``napari.qt.threading.create_worker``, what ``thread_worker``
+builds on; worker exceptions reach napari's notifications). The worker reads,
+checks and restores the image (or plans a lazy result) and never touches Qt: it
 yields the engine's ``TileProgress`` events (shown on the main thread through
 the worker's ``yielded`` signal) and returns an outcome that the main thread
 turns into a new layer. ``Cancel`` sets a ``threading.Event`` that the engine
@@ -15,14 +17,12 @@ Scripting::
     layer = widget.run_blocking()          # or: worker = widget.run()
 
 Dask- or zarr-backed layers restored whole get a lazy result layer instead
-(``lazy_layer``): nothing is computed until napari displays it.
+(``lazy_layer``, planned in the worker): nothing is restored until napari
+displays it.
 """
 
 from __future__ import annotations
 
-import threading
-import time
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -33,45 +33,13 @@ from qtpy.QtCore import QEvent, QObject
 from ..core.tasks import SR_SCALES
 from . import layer_io
 from .progress import format_seconds, progress_text
+from .restore_controller import NO_MODEL, RestoreController, RunOutcome, restore_job
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-NO_MODEL = "__no_model__"
 WHOLE_STACK = "whole stack"
 CURRENT_PLANE = "current plane"
-
-
-@dataclass
-class RunOutcome:
-    """What a finished worker returns to the main thread."""
-
-    data: np.ndarray | None = None
-    cancelled: bool = False
-    error: str | None = None
-    seconds: float = 0.0
-
-
-def _restore_job(image: np.ndarray, task: str, options: dict, cancel: threading.Event):
-    """Worker body (runs off the main thread): yield progress, return a ``RunOutcome``."""
-    from ..restoration.events import Cancelled
-    from ..api import restore_iter
-
-    start = time.perf_counter()
-    result = None
-    try:
-        for event in restore_iter(image, task, cancel=cancel, **options):
-            if hasattr(event, "data"):
-                result = event.data
-            else:
-                yield event
-    except Cancelled:
-        return RunOutcome(cancelled=True, seconds=time.perf_counter() - start)
-    except ValueError as exc:  # bad input or unusable model file: a message, not a traceback
-        return RunOutcome(error=str(exc), seconds=time.perf_counter() - start)
-    if result is None:
-        return RunOutcome(error="the restoration engine returned no result")
-    return RunOutcome(data=np.asarray(result), seconds=time.perf_counter() - start)
 
 
 class _ClickRefresher(QObject):
@@ -101,8 +69,7 @@ class RestoreWidget(Container):
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self._viewer = napari_viewer
         self._worker = None
-        self._cancel_event: threading.Event | None = None
-        self._run_context: dict | None = None
+        self.controller = RestoreController()
         self._adding_result = False
         self._status_for = None  # the layer the status line talks about
         self.last_result_layer = None
@@ -233,19 +200,6 @@ class RestoreWidget(Container):
         """The running worker, or ``None``."""
         return self._worker
 
-    def _options(self) -> dict:
-        model = self.model.value
-        if model in (None, NO_MODEL):
-            task = layer_io.TASK_LABELS.get(self.task.value, self.task.value)
-            raise ValueError(f"No MemNet model for {task}: fine-tune one or install the bundled "
-                             "weights, then press \u21bb to refresh the model list.")
-        return {
-            "scale": int(self.scale.value) if self.task.value == "sr" else None,
-            "model": model,
-            "device": self.device.value,
-            "tile_size": int(self.tile_size.value) or None,
-        }
-
     def run(self, layer=None, *, start: bool = True):
         """Start restoring ``layer`` (default: the chosen image) in a worker thread.
 
@@ -253,8 +207,8 @@ class RestoreWidget(Container):
         connect to its signals and then call ``worker.start()``; a Qt signal reaches
         only the slots connected when it is emitted), or ``None`` when the input was refused
         (a napari error notification says why) or a run is already under way.
-        A dask- or zarr-backed layer restored whole gets a lazy result layer at
-        once instead (``None`` is returned; ``last_result_layer`` is that layer):
+        A dask- or zarr-backed layer restored whole gets a lazy result layer
+        instead (planned in the worker; ``last_result_layer`` once it returns):
         only the planes and regions napari displays are computed.
         """
         from napari.qt.threading import create_worker
@@ -268,45 +222,28 @@ class RestoreWidget(Container):
             if layer is None:
                 layer = self._viewer.layers.selection.active
         try:
-            layer_io.validate_image_layer(layer)
-            options = self._options()
-            task = self.task.value
-            index = None
-            whole = layer_io.n_stack_axes(layer) == 0 or self.stack_mode.value == WHOLE_STACK
-            if whole and layer_io.is_lazy_array(layer.data):
-                options["axes"] = layer_io.layer_axes(layer)
-                self.last_outcome = None
-                self._add_lazy_result(layer, task, options)
-                return None
-            if not whole:
-                index = layer_io.plane_index(layer, self._viewer.dims.point)
-                image = layer_io.take_plane(layer, index)
-                axes = layer_io.layer_axes(layer, plane_only=True)
-            else:
-                image = np.asarray(layer.data)
-                axes = layer_io.layer_axes(layer)
-            layer_io.check_finite(image, layer.name)
+            request = self.controller.request(
+                layer, task=self.task.value, model=self.model.value, scale=self.scale.value,
+                device=self.device.value, tile_size=self.tile_size.value,
+                whole_stack=self.stack_mode.value == WHOLE_STACK, world_point=self._viewer.dims.point,
+                replace=bool(self.replace.value))
         except ValueError as exc:
             show_error(f"Restore (MemNet): {exc}")
             self.status.value = f"Not started: {exc}"
             return None
 
-        options["axes"] = axes
-        self._cancel_event = threading.Event()
         self._status_for = self.image.value
-        self._run_context = {"layer": layer, "task": task, "scale": options["scale"],
-                             "index": index, "model": options["model"],
-                             "replace": bool(self.replace.value)}
-        worker = create_worker(_restore_job, image, task, options, self._cancel_event,
-                               _start_thread=False)
+        self.last_outcome = None
+        worker = create_worker(restore_job, *self.controller.begin(request), _start_thread=False)
         worker.yielded.connect(self._on_progress)
         worker.returned.connect(self._on_returned)
         worker.errored.connect(self._on_errored)
         worker.finished.connect(self._on_finished)
         self._worker = worker
         self._set_running(True)
-        where = f" (plane {index})" if index else ""
-        self.status.value = f"Restoring {layer.name!r}{where}\u2026"
+        where = f" (plane {request.index})" if request.index else ""
+        self.status.value = (f"Planning a lazy result for {layer.name!r}\u2026" if request.lazy
+                             else f"Restoring {layer.name!r}{where}\u2026")
         if start:
             worker.start()
         return worker
@@ -320,9 +257,8 @@ class RestoreWidget(Container):
 
         self.last_outcome = None
         worker = self.run(layer, start=False)
-        if worker is None:  # refused, or a lazy result layer was added at once
-            outcome = self.last_outcome
-            return self.last_result_layer if outcome is not None and outcome.data is not None else None
+        if worker is None:  # refused
+            return None
         loop = QEventLoop()
         worker.finished.connect(loop.quit)  # connected before the worker can finish
         worker.start()
@@ -341,8 +277,7 @@ class RestoreWidget(Container):
 
     def cancel(self, *_args) -> None:
         """Ask the running worker to stop after the current tile."""
-        if self._cancel_event is not None and self._worker is not None:
-            self._cancel_event.set()
+        if self._worker is not None and self.controller.cancel():
             self.status.value = "Cancelling after the current tile\u2026"
             self.cancel_button.enabled = False
 
@@ -368,7 +303,7 @@ class RestoreWidget(Container):
         from napari.utils.notifications import show_error, show_info
 
         self.last_outcome = outcome
-        ctx = self._run_context or {}
+        request = self.controller.request_running
         if outcome.cancelled:
             self.status.value = "Cancelled: no layer was added."
             show_info("Restore (MemNet): cancelled, no layer added.")
@@ -377,11 +312,20 @@ class RestoreWidget(Container):
             self.status.value = f"Failed: {outcome.error}"
             show_error(f"Restore (MemNet): {outcome.error}")
             return
-        layer = ctx["layer"]
+        layer, options = request.layer, request.options
+        if outcome.lazy:
+            from .lazy_layer import lazy_layer_kwargs
+
+            data, kwargs = outcome.data, lazy_layer_kwargs(layer, outcome.data, request.task, options["scale"])
+            kwargs["metadata"]["napari_memnet"]["model"] = options["model"]
+            target = self._place_result(data, kwargs, replace=request.replace, source=layer, lazy=True)
+            self.status.value = (f"Added lazy result {target.name!r}: planes are restored as you view them "
+                                 "(dask-backed input).")
+            return
         data, kwargs = layer_io.result_layer_kwargs(
-            layer, outcome.data, task=ctx["task"], scale=ctx["scale"], index=ctx["index"],
-            extra_metadata={"model": ctx["model"]})
-        target = self._place_result(data, kwargs, replace=ctx.get("replace", False), source=layer)
+            layer, outcome.data, task=request.task, scale=options["scale"], index=request.index,
+            extra_metadata={"model": options["model"]})
+        target = self._place_result(data, kwargs, replace=request.replace, source=layer)
         self.status.value = f"Done in {format_seconds(outcome.seconds)} \u2192 {target.name!r}"
 
     def _place_result(self, data, kwargs: dict, *, replace: bool, source, lazy: bool = False):
@@ -405,20 +349,6 @@ class RestoreWidget(Container):
         self.last_result_layer = target
         return target
 
-    def _add_lazy_result(self, layer, task: str, options: dict):
-        """Dask/zarr-backed layers: a lazy result layer, restored block by block as it is viewed."""
-        from .lazy_layer import lazy_result_for_layer
-
-        extra = {k: v for k, v in options.items() if k in ("scale", "model", "device", "tile_size", "axes")}
-        data, kwargs = lazy_result_for_layer(layer, task, **extra)
-        kwargs["metadata"]["napari_memnet"]["model"] = options["model"]
-        target = self._place_result(data, kwargs, replace=bool(self.replace.value), source=layer,
-                                    lazy=True)
-        self.last_outcome = RunOutcome(data=data)
-        self.status.value = (f"Added lazy result {target.name!r}: planes are restored as you view them "
-                             "(dask-backed input).")
-        return target
-
     def _on_errored(self, exc: Exception) -> None:
         # napari's worker already relays the exception to its notification manager.
         self.last_outcome = RunOutcome(error=f"{type(exc).__name__}: {exc}")
@@ -426,6 +356,6 @@ class RestoreWidget(Container):
 
     def _on_finished(self) -> None:
         self._worker = None
-        self._cancel_event = None
+        self.controller.end()
         self._set_running(False)
         self.progress.visible = False

@@ -11,16 +11,20 @@ Four sources, named by the ``SOURCE_*`` constants:
 Validation is one of ``VAL_*``: a held-out region of every image (the far end of
 its longer axis; layer sources only), a held-out fraction of the images/pairs,
 or none. The engine (``napari_memnet.training.data.prepare_data``) checks
-everything; ``check_request`` runs it and rewrites its ``pair[i]``/``image[i]``
-names into the layer names the user sees.
+everything; ``check_request`` runs it, handing it the layer names so that its
+messages name the layers the user sees.
 
-Layer intensities are mapped to 0..1 the way ``restore`` maps its input, by the
-engine's own rule for images and pairs (``napari_memnet.training.intensity_maps``:
-8-bit /255, 0..1 floats as they are, anything else by percentiles; for a pair the
-map of the degraded layer, applied to both), so a fine-tuned model meets at
-restore time the intensities it trained on. Each layer is mapped whole BEFORE a
-held-out region is split off, so both parts share one map; the mapped planes go
-to the engine with ``intensity="as-is"`` (already on its scale).
+The main thread only checks what it can without reading pixels (layer kinds,
+shapes, the plane on screen) and builds a ``DataRequest`` that points at the
+layers' planes (``LayerPlane``). ``materialize`` (run by ``check_request``, in
+the worker thread) reads the planes and maps their intensities to 0..1 the way
+``restore`` maps its input, by the engine's own rule for images and pairs
+(``napari_memnet.training.intensity_maps``: 8-bit /255, 0..1 floats as they
+are, anything else by percentiles; for a pair the map of the degraded layer,
+applied to both), so a fine-tuned model meets at restore time the intensities
+it trained on. Each layer is mapped whole BEFORE a held-out region is split
+off, so both parts share one map; the mapped planes go to the engine with
+``intensity="as-is"`` (already on its scale).
 """
 
 from __future__ import annotations
@@ -58,7 +62,10 @@ class DataRequest:
     pairs: list | tuple | None = None
     validation: list | tuple | None = None
     val_fraction: float | None = None  # hold out whole images (engine side)
-    names: dict = field(default_factory=dict)  # engine name ("pair[0]") -> user name
+    names: list = field(default_factory=list)  # what the engine's messages call each training array
+    val_names: list = field(default_factory=list)  # ... and each validation array
+    layers: list | None = None  # LayerPlane (clean) or (LayerPlane, LayerPlane) pairs, read by materialize
+    split: tuple | None = None  # (validation mode, fraction, task) applied by materialize
     description: str = ""
     levels: tuple | None = None  # fixed by the data (SR pair scale), else None
     preview_origin: tuple | None = None  # (layer, (y, x)) of the first validation image
@@ -82,8 +89,25 @@ def parse_levels(text: str, task: str) -> tuple:
     return values
 
 
-def layer_plane(layer, world_point=None) -> np.ndarray:
-    """The 2-D (or 2-D RGB) plane of an image layer shown at ``world_point`` (an in-memory copy)."""
+@dataclass(frozen=True)
+class LayerPlane:
+    """The plane of an image layer to read later, in the worker (``read``)."""
+
+    layer: object
+    index: tuple
+
+    @property
+    def shape(self) -> tuple:
+        return tuple(self.layer.data.shape[len(self.index):])
+
+    def read(self) -> np.ndarray:
+        """An in-memory copy of the plane (2-D, or 2-D RGB)."""
+        data = self.layer.data
+        return np.array(data[self.index] if self.index else data)
+
+
+def layer_plane(layer, world_point=None) -> LayerPlane:
+    """The plane of an image layer shown at ``world_point``, checked but not read (``LayerPlane.read``)."""
     from napari.layers import Image
 
     from . import layer_io
@@ -96,8 +120,8 @@ def layer_plane(layer, world_point=None) -> np.ndarray:
         raise ValueError(f"{layer.name!r} is a multiscale (pyramid) image; use one level as its own layer")
     if layer_io.n_stack_axes(layer) > 0:
         point = world_point if world_point is not None else [0.0] * layer.ndim
-        return np.array(layer_io.take_plane(layer, layer_io.plane_index(layer, point)))
-    return np.array(layer.data)
+        return LayerPlane(layer, layer_io.plane_index(layer, point))
+    return LayerPlane(layer, ())
 
 
 def _note_percentiles(imap, name: str, notes: list | None) -> None:
@@ -132,7 +156,7 @@ def map_image(plane: np.ndarray, name: str = "", notes: list | None = None) -> n
     return apply_intensity(plane, imap)
 
 
-def _spatial(arr: np.ndarray) -> tuple[int, int]:
+def _spatial(arr) -> tuple[int, int]:
     return (arr.shape[0], arr.shape[1])
 
 
@@ -152,7 +176,8 @@ def split_region(arr: np.ndarray, fraction: float, unit: int = 1, axis: int | No
     return arr[:, :cut], arr[:, cut:], (0, cut), axis
 
 
-def _sr_scale(degraded: np.ndarray, clean: np.ndarray) -> int:
+def _sr_scale(degraded, clean) -> int:
+    """The SR factor of a (low-resolution, clean) pair of planes or ``LayerPlane``s (1: none)."""
     (dh, dw), (ch, cw) = _spatial(degraded), _spatial(clean)
     if dh and dw and ch % dh == 0 and cw % dw == 0 and ch // dh == cw // dw and ch // dh >= 2:
         return ch // dh
@@ -160,85 +185,98 @@ def _sr_scale(degraded: np.ndarray, clean: np.ndarray) -> int:
 
 
 def from_layer_pairs(pairs, task: str, validation: str, fraction: float, world_point=None) -> DataRequest:
-    """Request from ``[(degraded_layer, clean_layer), ...]``."""
+    """Request from ``[(degraded_layer, clean_layer), ...]`` (checked, not read: ``materialize``)."""
     if not pairs:
         raise ValueError("no layer pair chosen: pick a degraded and a clean layer (and press 'add pair' for more)")
-    problems, arrays, names = [], [], {}
-    for i, (deg, cln) in enumerate(pairs):
+    problems, planes, names = [], [], []
+    for deg, cln in pairs:
         label = f"{getattr(deg, 'name', deg)!r} \u2192 {getattr(cln, 'name', cln)!r}"
-        names[f"pair[{i}]"] = label
+        names.append(label)
         if deg is cln:
             problems.append(f"{label}: the degraded and the clean layer are the same layer")
             continue
         try:
-            arrays.append((layer_plane(deg, world_point), layer_plane(cln, world_point)))
+            planes.append((layer_plane(deg, world_point), layer_plane(cln, world_point)))
         except ValueError as exc:
             problems.append(f"{label}: {exc}")
     if problems:
         raise ValueError(_report(problems))
-    notes: list[str] = []
-    mapped = []
-    for (d, c), (deg, _cln), label in zip(arrays, pairs, names.values()):
-        try:
-            mapped.append(map_pair(d, c, name=repr(deg.name), notes=notes))
-        except ValueError as exc:
-            problems.append(f"{label}: {exc}")
-    if problems:
-        raise ValueError(_report(problems))
-    arrays = mapped
-    scales = {_sr_scale(d, c) for d, c in arrays} if task == "sr" else {1}
+    scales = {_sr_scale(d, c) for d, c in planes} if task == "sr" else {1}
     levels = (scales.pop(),) if task == "sr" and len(scales) == 1 and 1 not in scales else None
-    req = DataRequest(SOURCE_LAYER_PAIRS, names=names, levels=levels, notes=notes, intensity="as-is",
-                      description="napari layer pairs: " + ", ".join(names.values()))
-    registered = all(_spatial(d) == _spatial(c) or (task == "sr" and _sr_scale(d, c) > 1) for d, c in arrays)
-    if validation == VAL_REGION and registered:  # unregistered pairs go whole: the engine names their sizes
-        train, val = [], []
-        for i, (d, c) in enumerate(arrays):
-            s = _sr_scale(d, c) if task == "sr" else 1
-            c_tr, c_val, offset, axis = split_region(c, fraction, unit=s)
-            cut = (offset[0] or offset[1]) // s
-            d_tr, d_val = (d[:cut], d[cut:]) if axis == 0 else (d[:, :cut], d[:, cut:])
-            train.append((d_tr, c_tr))
-            val.append((d_val, c_val))
-            if i == 0:
-                req.preview_origin = (pairs[0][1], offset, c_val.shape[:2])
-        req.pairs, req.validation = train, val
-    else:
-        req.pairs = arrays
-        if validation == VAL_FRACTION:
-            req.val_fraction = fraction
-            if len(arrays) < 2:
-                req.notes.append("one pair only: nothing to hold out as a fraction, so no validation "
-                                 f"(choose '{VAL_REGION}')")
-    return req
+    return DataRequest(SOURCE_LAYER_PAIRS, names=names, val_names=names, levels=levels, intensity="as-is",
+                       description="napari layer pairs: " + ", ".join(names), layers=planes,
+                       split=(validation, fraction, task))
 
 
 def from_clean_layers(layers, validation: str, fraction: float, world_point=None) -> DataRequest:
-    """Request from clean layers (the engine degrades them on the fly)."""
+    """Request from clean layers (the engine degrades them on the fly; checked, not read: ``materialize``)."""
     if not layers:
         raise ValueError("no clean layer chosen: select one or more image layers")
-    problems, planes, names = [], [], {}
-    for i, layer in enumerate(layers):
-        names[f"image[{i}]"] = repr(layer.name)
-        names[f"validation image[{i}]"] = f"validation region of {layer.name!r}"
+    problems, planes = [], []
+    for layer in layers:
         try:
             planes.append(layer_plane(layer, world_point))
         except ValueError as exc:
             problems.append(f"{layer.name!r}: {exc}")
     if problems:
         raise ValueError(_report(problems))
-    notes: list[str] = []
-    mapped = []
-    for plane, layer in zip(planes, layers):
+    return DataRequest(SOURCE_CLEAN_LAYERS, names=[repr(la.name) for la in layers],
+                       val_names=[f"validation region of {la.name!r}" for la in layers], intensity="as-is",
+                       description="napari clean layers: " + ", ".join(repr(la.name) for la in layers),
+                       layers=planes, split=(validation, fraction, None))
+
+
+def materialize(request: DataRequest) -> DataRequest:
+    """Read a layer request's planes, map their intensities and split off the held-out
+    regions (in the worker thread); ``ValueError`` naming the layers. Folder requests
+    and requests already read pass through."""
+    if request.layers is None:
+        return request
+    validation, fraction, task = request.split
+    problems, mapped = [], []
+    for entry, name in zip(request.layers, request.names):
         try:
-            mapped.append(map_image(plane, name=repr(layer.name), notes=notes))
+            if request.source == SOURCE_LAYER_PAIRS:
+                deg, cln = entry
+                mapped.append(map_pair(deg.read(), cln.read(), name=repr(deg.layer.name), notes=request.notes))
+            else:
+                mapped.append(map_image(entry.read(), name=name, notes=request.notes))
         except ValueError as exc:
-            problems.append(f"{layer.name!r}: {exc}")
+            problems.append(f"{name}: {exc}")
     if problems:
         raise ValueError(_report(problems))
-    planes = mapped
-    req = DataRequest(SOURCE_CLEAN_LAYERS, names=names, notes=notes, intensity="as-is",
-                      description="napari clean layers: " + ", ".join(repr(la.name) for la in layers))
+    if request.source == SOURCE_LAYER_PAIRS:
+        _split_pairs(request, mapped, validation, fraction, task == "sr")
+    else:
+        _split_images(request, mapped, validation, fraction)
+    request.layers = None
+    return request
+
+
+def _split_pairs(req: DataRequest, arrays: list, validation: str, fraction: float, task_sr: bool) -> None:
+    registered = all(_spatial(d) == _spatial(c) or (task_sr and _sr_scale(d, c) > 1) for d, c in arrays)
+    if validation == VAL_REGION and registered:  # unregistered pairs go whole: the engine names their sizes
+        train, val = [], []
+        for i, (d, c) in enumerate(arrays):
+            s = _sr_scale(d, c) if task_sr else 1
+            c_tr, c_val, offset, axis = split_region(c, fraction, unit=s)
+            cut = (offset[0] or offset[1]) // s
+            d_tr, d_val = (d[:cut], d[cut:]) if axis == 0 else (d[:, :cut], d[:, cut:])
+            train.append((d_tr, c_tr))
+            val.append((d_val, c_val))
+            if i == 0:
+                req.preview_origin = (req.layers[0][1].layer, offset, c_val.shape[:2])
+        req.pairs, req.validation = train, val
+        return
+    req.pairs = arrays
+    if validation == VAL_FRACTION:
+        req.val_fraction = fraction
+        if len(arrays) < 2:
+            req.notes.append("one pair only: nothing to hold out as a fraction, so no validation "
+                             f"(choose '{VAL_REGION}')")
+
+
+def _split_images(req: DataRequest, planes: list, validation: str, fraction: float) -> None:
     if validation == VAL_REGION:
         train, val = [], []
         for i, plane in enumerate(planes):
@@ -246,16 +284,15 @@ def from_clean_layers(layers, validation: str, fraction: float, world_point=None
             train.append(tr)
             val.append(va)
             if i == 0:
-                req.preview_origin = (layers[0], offset, va.shape[:2])
+                req.preview_origin = (req.layers[0].layer, offset, va.shape[:2])
         req.clean, req.validation = train, val
-    else:
-        req.clean = planes
-        if validation == VAL_FRACTION:
-            req.val_fraction = fraction
-            if len(planes) < 2:
-                req.notes.append("one image only: nothing to hold out as a fraction, so no validation "
-                                 f"(choose '{VAL_REGION}')")
-    return req
+        return
+    req.clean = planes
+    if validation == VAL_FRACTION:
+        req.val_fraction = fraction
+        if len(planes) < 2:
+            req.notes.append("one image only: nothing to hold out as a fraction, so no validation "
+                             f"(choose '{VAL_REGION}')")
 
 
 def _folder(path, what: str) -> Path:
@@ -307,24 +344,17 @@ def preview_placement(request: DataRequest, preview_shape) -> dict:
                                           float(layer.translate[1]) + ox * scale[1])}
 
 
-def rename(message: str, names: dict) -> str:
-    """Replace the engine's ``pair[i]``/``image[i]`` labels with the user's layer names."""
-    for key in sorted(names, key=len, reverse=True):  # "validation image[0]" before "image[0]"
-        message = re.sub(r"(?<![\w\]])" + re.escape(key), lambda _m, k=key: names[k], message)
-    return message
-
-
 def check_request(request: DataRequest, config):
-    """Run the engine's data loading and checks; ``ValueError`` (user names) or ``TrainingData``."""
+    """Read the request (``materialize``), then run the engine's data loading and checks,
+    which name the layers; ``ValueError`` or ``TrainingData``. Runs in the worker thread."""
     from ..training.data import prepare_data
     from ..training.sampler import crop_size
 
+    materialize(request)
     need = crop_size(config.task, config.patch_size, config.levels, request.pairs is not None)
-    try:
-        data = prepare_data(config, clean=request.clean, pairs=request.pairs,
-                            validation=request.validation, min_size=need, intensity=request.intensity)
-    except ValueError as exc:
-        raise ValueError(rename(str(exc), request.names)) from None
+    data = prepare_data(config, clean=request.clean, pairs=request.pairs, validation=request.validation,
+                        min_size=need, intensity=request.intensity, names=request.names or None,
+                        val_names=request.val_names or None)
     data.description = request.description
     return data
 

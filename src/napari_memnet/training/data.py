@@ -152,11 +152,12 @@ def _quantize(plane: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(plane, 0, 1) * 255) / 255).astype(np.float32)
 
 
-def _load_planes(source, task: str, what: str, problems: list[str],
-                 intensity: str = RESTORE) -> list[tuple[str, np.ndarray]]:
+def _load_planes(source, task: str, what: str, problems: list[str], intensity: str = RESTORE,
+                 names=None) -> list[tuple[str, np.ndarray]]:
     """(name, plane) for a folder, a list of paths, or a list of arrays; problems collected.
 
-    Files get restore's map of themselves; arrays the map of rule ``intensity``."""
+    Files get restore's map of themselves; arrays the map of rule ``intensity`` and the
+    caller's ``names`` (else ``<what>[i]``)."""
     if source is None:
         return []
     if isinstance(source, (str, os.PathLike)):
@@ -186,7 +187,7 @@ def _load_planes(source, task: str, what: str, problems: list[str],
                 continue
             imap = image_intensity  # restore's map of this image
         else:
-            name, raw, imap = f"{what}[{i}]", entry, lambda a: array_intensity(a, intensity)
+            name, raw, imap = _name(names, i, what), entry, lambda a: array_intensity(a, intensity)
         try:
             out.append((name, to_plane(raw, task, imap(raw))))
         except ValueError as exc:
@@ -221,7 +222,13 @@ def match_pair_folders(input_dir, target_dir, problems: list[str]) -> list[tuple
     return [(stem, inputs[stem], targets[stem]) for stem in sorted(set(inputs) & set(targets))]
 
 
-def _pair_entries(pairs, task, problems, intensity: str = RESTORE) -> list[tuple[str, np.ndarray, np.ndarray]]:
+def _name(names, i: int, what: str) -> str:
+    """The caller's name of array ``i`` (a napari layer, say), else ``<what>[i]``."""
+    return names[i] if names is not None and i < len(names) else f"{what}[{i}]"
+
+
+def _pair_entries(pairs, task, problems, intensity: str = RESTORE,
+                  names=None) -> list[tuple[str, np.ndarray, np.ndarray]]:
     if isinstance(pairs, tuple) and len(pairs) == 2 and all(isinstance(p, (str, os.PathLike)) for p in pairs):
         entries = []
         for stem, pin, ptg in match_pair_folders(pairs[0], pairs[1], problems):
@@ -238,16 +245,17 @@ def _pair_entries(pairs, task, problems, intensity: str = RESTORE) -> list[tuple
         return entries
     entries = []
     for i, pair in enumerate(pairs):
+        name = _name(names, i, "pair")
         try:
             a, b = (np.asarray(p) for p in pair)
         except (TypeError, ValueError) as exc:
-            problems.append(f"pair[{i}]: expected a (degraded, clean) pair of images ({exc})")
+            problems.append(f"{name}: expected a (degraded, clean) pair of images ({exc})")
             continue
         try:
             map_a, map_b = array_pair_intensity(a, b, intensity)
-            entries.append((f"pair[{i}]", to_plane(a, task, map_a), to_plane(b, task, map_b)))
+            entries.append((name, to_plane(a, task, map_a), to_plane(b, task, map_b)))
         except ValueError as exc:
-            problems.append(f"pair[{i}]: {exc}")
+            problems.append(f"{name}: {exc}")
     return entries
 
 
@@ -265,9 +273,9 @@ def register_pair(name, inp, tgt, task, problems) -> np.ndarray | None:
     return None
 
 
-def load_pair_items(pairs, task, min_size, problems, intensity: str = RESTORE) -> list[TrainItem]:
+def load_pair_items(pairs, task, min_size, problems, intensity: str = RESTORE, names=None) -> list[TrainItem]:
     items = []
-    for name, inp, tgt in _pair_entries(pairs, task, problems, intensity):
+    for name, inp, tgt in _pair_entries(pairs, task, problems, intensity, names):
         ok = _check_plane(f"{name} (degraded)", inp, 1, problems) & _check_plane(f"{name} (clean)", tgt, min_size, problems)
         model_input = register_pair(name, inp, tgt, task, problems)
         if ok and model_input is not None:
@@ -327,7 +335,7 @@ def split_validation(entries: list, count: int, fraction: float | None, seed: in
 
 # ------------------------------------------------------------------------- entry point
 def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int | None = None,
-                 intensity: str = RESTORE) -> TrainingData:
+                 intensity: str = RESTORE, names=None, val_names=None) -> TrainingData:
     """Load and check everything a run needs; raise ONE ValueError listing all problems.
 
     ``clean``: a folder, a list of image paths or arrays (synthetic degradation).
@@ -337,7 +345,8 @@ def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int 
     ``intensity``: how ARRAYS reach 0..1 (files always follow restore's rule): ``"restore"`` maps
     them as ``restore`` maps its input (a pair by its degraded array's map, a clean array by its
     own); ``"as-is"`` takes them on the engine's scale, already mapped (floats as they are, even
-    a little outside 0..1; uint8 / 255; other integer types refused)."""
+    a little outside 0..1; uint8 / 255; other integer types refused). ``names`` / ``val_names``: what
+    the problems call the training / validation ARRAYS (e.g. napari layer names; default ``pair[i]``)."""
     check_rule(intensity)
     task = config.task
     clean = clean if clean is not None else config.clean_dir
@@ -351,12 +360,12 @@ def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int 
     min_size = min_size or config.patch_size
     problems: list[str] = []
     if clean is not None:
-        planes = _load_planes(clean, task, "image", problems, intensity)
+        planes = _load_planes(clean, task, "image", problems, intensity, names)
         if task == "deblock":
             planes = [(n, _quantize(p)) for n, p in planes]
         planes = [(n, p) for n, p in planes if _check_plane(n, p, min_size, problems)]
         if isinstance(validation, (str, os.PathLike)) or isinstance(validation, (list, tuple)):
-            val_planes = _load_planes(validation, task, "validation image", problems, intensity)
+            val_planes = _load_planes(validation, task, "validation image", problems, intensity, val_names)
             val_planes = [(n, p) for n, p in val_planes if _check_plane(n, p, 8, problems)]
             train_planes = planes
         else:
@@ -370,9 +379,9 @@ def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int 
         return TrainingData(task, "synthetic", [TrainItem(n, p) for n, p in train_planes], val, desc)
     if isinstance(validation, (str, os.PathLike)):
         raise ValueError(f"validation for real pairs must be pairs too: (degraded_folder, clean_folder), got the one folder {validation}")
-    items = load_pair_items(pairs, task, min_size, problems, intensity)
+    items = load_pair_items(pairs, task, min_size, problems, intensity, names)
     if validation is not None:
-        val_items = load_pair_items(validation, task, 8, problems, intensity)
+        val_items = load_pair_items(validation, task, 8, problems, intensity, val_names)
         train_items = items
     else:
         train_items, val_items = split_validation(items, config.val_count, config.val_fraction, config.seed)
