@@ -18,7 +18,8 @@ from napari_memnet.restoration.events import Cancelled, RestoreResult, TileProgr
 from napari_memnet.restoration.engine import Engine
 from napari_memnet.api import restore, restore_iter
 from napari_memnet.core.intensity import choose_intensity
-from napari_memnet.commands.progressbar import ProgressBar, format_seconds
+from napari_memnet.commands.progressbar import ProgressBar
+from napari_memnet.core.timefmt import format_seconds
 
 
 @pytest.fixture(scope="module")

@@ -295,11 +295,12 @@ def test_progress_line_and_axes_helpers():
     from napari.layers import Image
 
     from napari_memnet._widgets import layer_io
-    from napari_memnet._widgets.progress import format_seconds, progress_text
+    from napari_memnet._widgets.progress import progress_text
+    from napari_memnet.core.timefmt import format_seconds
 
     assert progress_text(3, 16, 1.24, 5.08) == "tile 3/16 \u00b7 1.2 s elapsed \u00b7 ETA 5.1 s"
     assert progress_text(16, 16, 30.0, None).endswith("ETA 0.0 s")
-    assert format_seconds(None) == "?" and format_seconds(185) == "3 min 05 s"
+    assert format_seconds(None, "words") == "?" and format_seconds(185, "words") == "3 min 05 s"
     assert layer_io.layer_axes(Image(np.zeros((4, 5, 6)))) == "ZYX"
     assert layer_io.layer_axes(Image(np.zeros((2, 4, 5, 6)))) == "TZYX"
     assert layer_io.layer_axes(Image(np.zeros((4, 5, 3), np.uint8), rgb=True)) == "YXC"

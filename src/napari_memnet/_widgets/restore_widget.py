@@ -32,7 +32,8 @@ from qtpy.QtCore import QEvent, QObject
 
 from ..core.tasks import SR_SCALES
 from . import layer_io
-from .progress import format_seconds, progress_text
+from ..core.timefmt import format_seconds
+from .progress import progress_text
 from .restore_controller import NO_MODEL, RestoreController, RunOutcome, restore_job
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -326,7 +327,7 @@ class RestoreWidget(Container):
             layer, outcome.data, task=request.task, scale=options["scale"], index=request.index,
             extra_metadata={"model": options["model"]})
         target = self._place_result(data, kwargs, replace=request.replace, source=layer)
-        self.status.value = f"Done in {format_seconds(outcome.seconds)} \u2192 {target.name!r}"
+        self.status.value = f"Done in {format_seconds(outcome.seconds, 'words')} \u2192 {target.name!r}"
 
     def _place_result(self, data, kwargs: dict, *, replace: bool, source, lazy: bool = False):
         """Add the result layer, or update the previous one when ``replace`` is on."""

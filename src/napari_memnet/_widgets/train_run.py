@@ -15,7 +15,7 @@ import threading
 import time
 
 from . import train_data as td
-from .progress import format_seconds
+from ..core.timefmt import format_seconds
 from .train_job import DataChecked, JobOutcome, Preview
 
 PREVIEW_LAYER = "MemNet training preview"
@@ -24,9 +24,9 @@ PREVIEW_LAYER = "MemNet training preview"
 def refuse_replacing(kwargs: dict, resume: bool) -> None:
     """ValueError, in the widget's words, if a run of ``kwargs`` would replace existing work.
 
-    The engine's rule (``trainer.check_outputs``) without its ``overwrite`` option: the widget
+    The engine's rule (``training.runs.check_outputs``) without its ``overwrite`` option: the widget
     never replaces a run or a model; it offers Resume, or another 'save as' name."""
-    from ..training.trainer import bundled_name_problem, existing_outputs
+    from ..training.runs import bundled_name_problem, existing_outputs
 
     name, model_dir = kwargs["name"], kwargs.get("model_dir")
     bundled = bundled_name_problem(name, model_dir)
@@ -177,7 +177,7 @@ class TrainRunMixin:
             self.progress.max, self.progress.value = max(1, event.total), min(event.step, event.total)
             elapsed = time.perf_counter() - self._t_start
             self.status.value = (f"step {event.step}/{event.total} \u00b7 loss {event.loss:.3g} \u00b7 "
-                                 f"{format_seconds(elapsed)} elapsed \u00b7 ETA {format_seconds(event.eta_s)}")
+                                 f"{format_seconds(elapsed, 'words')} elapsed \u00b7 ETA {format_seconds(event.eta_s, 'words')}")
             self.live.show_event(event)
         elif isinstance(event, Validation):
             self.live.show_event(event)
@@ -227,7 +227,7 @@ class TrainRunMixin:
         before = "?" if f.base_model_psnr is None else f"{f.base_model_psnr:.2f}"
         after = "?" if f.psnr is None else f"{f.psnr:.2f}"
         how = "Stopped" if f.stopped else "Done"
-        self.status.value = (f"{how} at step {f.step}/{f.total} in {format_seconds(outcome.seconds)}: saved "
+        self.status.value = (f"{how} at step {f.step}/{f.total} in {format_seconds(outcome.seconds, 'words')}: saved "
                              f"{f.model_name!r}; validation PSNR {before} \u2192 {after} dB")
         self.refresh_models()
         show_info(f"Train (MemNet): saved model {f.model_name!r} (validation PSNR {before} \u2192 {after} dB)")

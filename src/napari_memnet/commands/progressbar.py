@@ -5,15 +5,7 @@ from __future__ import annotations
 import sys
 import time
 
-
-def format_seconds(seconds: float | None) -> str:
-    """``"1:02:03"`` / ``"02:03"``; ``"--:--"`` when unknown."""
-    if seconds is None or seconds != seconds or seconds < 0:
-        return "--:--"
-    seconds = int(round(seconds))
-    h, rest = divmod(seconds, 3600)
-    m, s = divmod(rest, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m:02d}:{s:02d}"
+from ..core.timefmt import format_seconds
 
 
 class ProgressBar:

@@ -20,6 +20,7 @@ import threading
 import time
 
 from ..core.tasks import TASK_NAMES
+from ..core.timefmt import format_seconds
 from ..training.config import DEFAULT_ARCH, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES
 
 
@@ -127,13 +128,6 @@ def build_config(args):
     return cfg
 
 
-def _fmt_time(seconds: float) -> str:
-    seconds = int(max(0, seconds))
-    h, rem = divmod(seconds, 3600)
-    m, s = divmod(rem, 60)
-    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
-
-
 def describe(event) -> str | None:
     """One progress line for an event (Step lines are rate-limited by the caller)."""
     from ..training import events as ev
@@ -144,7 +138,7 @@ def describe(event) -> str | None:
                 f"{event.train_images} training images, {event.val_items} validation items")
     if isinstance(event, ev.Step):
         return (f"step {event.step}/{event.total}  loss {event.loss:.3e}  lr {event.lr:.2e}  "
-                f"{event.patches_per_s:.1f} patches/s  eta {_fmt_time(event.eta_s)}")
+                f"{event.patches_per_s:.1f} patches/s  eta {format_seconds(event.eta_s)}")
     if isinstance(event, ev.Validation):
         levels = "  ".join(f"{k}: {v['psnr']:.2f}" for k, v in event.per_level.items())
         return f"validation at step {event.step}: PSNR {event.psnr:.3f} dB (input {event.baseline_psnr:.3f})  [{levels}]"

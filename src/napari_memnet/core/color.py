@@ -48,12 +48,6 @@ def _to_uint8(values_255: np.ndarray) -> np.ndarray:
     return np.clip(np.sign(values_255) * np.floor(np.abs(values_255) + 0.5), 0, 255).astype(np.uint8)
 
 
-def round_half_away(x: np.ndarray) -> np.ndarray:
-    """Round like MATLAB ``round`` (halves away from zero), in float."""
-    x = np.asarray(x, dtype=np.float64)
-    return np.sign(x) * np.floor(np.abs(x) + 0.5)
-
-
 def to_uint8(x01: np.ndarray) -> np.ndarray:
     """A 0..1 float image as MATLAB ``im2uint8`` would store it (x*255 rounded, saturated)."""
     return _to_uint8(np.asarray(x01, dtype=np.float64) * 255.0)

@@ -2,12 +2,18 @@
 
 The trainer is a generator of these; the napari widget, the CLI and scripts
 all consume the same stream. Nothing here touches Qt. Every event turns into
-a JSON-ready dict with ``to_dict()`` (the ``events.jsonl`` line format)."""
+a JSON-ready dict with ``to_dict()``, one line of a run's ``events.jsonl``
+(``EventLog``)."""
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+EVENTS_NAME = "events.jsonl"  # a run's event log, in its output folder
 
 
 def _clean(value):
@@ -131,3 +137,27 @@ class Failed(TrainingEvent):
 
 __all__ = ["BatchNormRecalibrated", "BestModelSaved", "CheckpointSaved", "Failed", "Finished", "Started", "Step", "TrainingEvent",
            "Validation"]
+
+
+class EventLog:
+    """Appends events as JSON lines (Step events only every ``every``-th step)."""
+
+    def __init__(self, path: Path | None, every: int = 1, append: bool = True):
+        self.every = max(1, int(every))
+        self.fh = None
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.fh = open(path, "a" if append else "w", encoding="utf-8")
+
+    def write(self, event: TrainingEvent) -> None:
+        if self.fh is None:
+            return
+        if isinstance(event, Step) and event.step % self.every and event.step != event.total:
+            return
+        self.fh.write(json.dumps({"time": round(time.time(), 3), **event.to_dict()}) + "\n")
+        self.fh.flush()
+
+    def close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+            self.fh = None

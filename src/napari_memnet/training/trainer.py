@@ -10,14 +10,11 @@ same stream. A stop request ends cleanly: a checkpoint and a usable model are
 saved. A failure during training yields ``Failed`` (and is kept in
 ``trainer.error``); the generator then ends.
 
-Existing work is never replaced by accident (``check_outputs``, the one rule
-for ``fine_tune``, ``memnet train`` and the Train widget): a run whose
-checkpoint or model file already exists is refused unless it resumes that run
-or ``overwrite`` is given, and a bundled model's name is never given to a user
-model. An overwriting run trains in ``OUT_DIR/new-run/`` and moves its
-checkpoint and ``events.jsonl`` over the old ones only after its model is
-saved (atomically), so a crash or a kill mid-run leaves the old run and model
-as they were.
+Existing work is never replaced by accident (``runs.check_outputs``, the one
+rule for ``fine_tune``, ``memnet train`` and the Train widget; ``runs`` holds
+the run-folder policy); an overwriting run trains in ``OUT_DIR/new-run/`` and
+moves its checkpoint and ``events.jsonl`` (``events.EventLog``) over the old
+ones only after its model is saved.
 
 A run ends (after its last step, or a stop request) by re-estimating the
 network's BatchNorm running statistics over ``config.recalibrate_batches``
@@ -30,8 +27,6 @@ exactly); the saved model file holds the recalibrated statistics, and the final
 
 from __future__ import annotations
 
-import json
-import os
 import random
 import threading
 import time
@@ -48,12 +43,22 @@ from .data import TrainingData, prepare_data
 from .ema import WeightAverage
 from .losses import supervised_loss
 from .bn_calibration import batchnorm_layers, recalibrate_batchnorm
-from .events import BatchNormRecalibrated, BestModelSaved, CheckpointSaved, Failed, Finished, Started, Step, TrainingEvent, Validation
+from .events import (
+    EVENTS_NAME,
+    BatchNormRecalibrated,
+    BestModelSaved,
+    CheckpointSaved,
+    EventLog,
+    Failed,
+    Finished,
+    Started,
+    Step,
+    TrainingEvent,
+    Validation,
+)
+from .runs import BEST_DIR, NEW_RUN_DIR, check_outputs, replace_old_run
 from .sampler import PatchSampler, crop_size
 
-EVENTS_NAME = "events.jsonl"
-BEST_DIR = "best"  # OUT_DIR/best/NAME.safetensors: the model of the best validation so far
-NEW_RUN_DIR = "new-run"  # an overwriting run's checkpoint and log live here until its model is saved
 # the recalibration batches come from a sampler of their own, seeded config.seed + this: the training
 # sampler's generators (which a resumed run continues) are never drawn from
 RECALIBRATION_SEED_OFFSET = 1_000_003
@@ -75,60 +80,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def model_folder(model_dir) -> Path:
-    """Where the final model goes: ``model_dir``, or the user model folder when it is ``None``."""
-    from ..models.files import user_models_dir
-
-    return Path(model_dir) if model_dir else user_models_dir()
-
-
-def bundled_name_problem(name: str, model_dir=None) -> str | None:
-    """Why ``name`` cannot be saved in ``model_dir`` (a bundled model's name there), else ``None``.
-
-    A user model shadows the bundled model of the same name (``modelfile.find_model``), and a task's
-    default is looked up by that name, so the user model folder (and the bundled folder itself) never
-    takes a bundled model's name. Other folders (``memnet train --out-dir``) may."""
-    from ..core.tasks import DEFAULT_MODELS
-    from ..models.files import BUNDLED_DIR, user_models_dir
-
-    bundled = set(DEFAULT_MODELS.values()) | {p.stem for p in BUNDLED_DIR.glob("*.safetensors")}
-    folder = model_folder(model_dir).resolve()
-    if name in bundled and folder in (user_models_dir().resolve(), BUNDLED_DIR.resolve()):
-        return f"{name!r} is the name of a bundled model; a user model of that name would replace it"
-    return None
-
-
-def existing_outputs(name: str, out_dir=None, model_dir=None) -> tuple[Path | None, list[Path]]:
-    """(the checkpoint in ``out_dir`` if there is one, the existing files of model ``name`` in its folder)."""
-    ckpt = Path(out_dir) / CHECKPOINT_NAME if out_dir else None
-    folder = model_folder(model_dir)
-    model_files = [p for p in (folder / f"{name}.safetensors", folder / f"{name}.json") if p.exists()]
-    return (ckpt if ckpt is not None and ckpt.exists() else None), model_files
-
-
-def check_outputs(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> None:
-    """ValueError unless a run of ``config`` may write its checkpoint and model.
-
-    Refused: a bundled model's name in the user model folder (always); an existing checkpoint in
-    ``out_dir`` unless ``resume`` (continue it) or ``overwrite``; an existing model of that name in
-    its folder unless ``overwrite``, or ``resume`` with the run's checkpoint to continue."""
-    bundled = bundled_name_problem(config.name, config.model_dir)
-    if bundled:
-        raise ValueError(f"{bundled}: choose another name")
-    ckpt, model_files = existing_outputs(config.name, config.out_dir, config.model_dir)
-    if overwrite or (resume and ckpt is not None) or (ckpt is None and not model_files):
-        return
-    files = ", ".join(str(p) for p in ([ckpt] if ckpt else []) + model_files)
-    if ckpt is not None:
-        raise ValueError(f"a run named {config.name!r} already exists ({files}): pass resume=True (--resume) to "
-                         "continue it, overwrite=True (--overwrite) to replace it once the new model is saved, "
-                         "or choose another name")
-    nothing = (f"there is no checkpoint in {config.out_dir} for resume=True to continue" if config.out_dir
-               else "resume=True needs the run's out_dir and checkpoint")
-    raise ValueError(f"a model named {config.name!r} already exists ({files}): pass overwrite=True (--overwrite) "
-                     f"to replace it once the new model is saved, or choose another name ({nothing})")
 
 
 def level_card(task: str, levels) -> dict:
@@ -412,13 +363,7 @@ class Trainer:
 
     def _replace_old_run(self) -> None:
         """Move the overwriting run's checkpoint and log from ``NEW_RUN_DIR`` over the old run's."""
-        for name in (CHECKPOINT_NAME, EVENTS_NAME):
-            if (self.staging / name).exists():
-                os.replace(self.staging / name, self.out_dir / name)
-        try:
-            self.staging.rmdir()
-        except OSError:  # something else in there (not ours): leave it
-            pass
+        replace_old_run(self.staging, self.out_dir)
         self.staging, self.work_dir = None, self.out_dir
 
     def _run(self) -> Iterator[TrainingEvent]:
@@ -473,27 +418,3 @@ class Trainer:
         except Exception as exc:  # reported as an event; the caller decides whether to raise
             self.error = exc
             yield Failed(self.step, f"{type(exc).__name__}: {exc}")
-
-
-class EventLog:
-    """Appends events as JSON lines (Step events only every ``every``-th step)."""
-
-    def __init__(self, path: Path | None, every: int = 1, append: bool = True):
-        self.every = max(1, int(every))
-        self.fh = None
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            self.fh = open(path, "a" if append else "w", encoding="utf-8")
-
-    def write(self, event: TrainingEvent) -> None:
-        if self.fh is None:
-            return
-        if isinstance(event, Step) and event.step % self.every and event.step != event.total:
-            return
-        self.fh.write(json.dumps({"time": round(time.time(), 3), **event.to_dict()}) + "\n")
-        self.fh.flush()
-
-    def close(self) -> None:
-        if self.fh is not None:
-            self.fh.close()
-            self.fh = None
