@@ -425,3 +425,25 @@ def test_layers_are_read_mapped_and_split_in_the_worker(make_napari_viewer, phot
     assert {"read", "map_pair", "split_region"} <= set(threads), threads
     main = threading.main_thread()
     assert all(main not in seen for seen in threads.values()), threads
+
+
+def test_train_controller_without_qt(tmp_path):
+    """What Start runs and what its events say, decided without Qt or napari."""
+    from napari_memnet._widgets.train_controller import TrainController
+    from napari_memnet.training.events import Step
+
+    controller = TrainController()
+    with pytest.raises(ValueError, match="bundled model"):
+        controller.training_run(resume=False, name="memnet-denoise", steps=4, make_request=lambda: "request",
+                                make_kwargs=lambda request: {"name": "memnet-denoise"})
+    assert controller.stop_event is None  # refused: nothing armed
+    request, kwargs = controller.training_run(
+        resume=False, name="fresh", steps=4, make_request=lambda: "request",
+        make_kwargs=lambda request: {"name": "fresh", "steps": 4, "out_dir": str(tmp_path / "runs" / "fresh")})
+    assert request == "request" and controller.can_stop()
+    again, kwargs = controller.training_run(resume=True, name="fresh", steps=9, make_request=None, make_kwargs=None)
+    assert again == "request" and kwargs["steps"] == 9  # Resume reuses the request of the same run
+    assert "step 2/4" in controller.event_text(Step(2, 4, loss=0.5, eta_s=3.0))
+    assert controller.stop() and not controller.can_stop()
+    controller.end()
+    assert not controller.stop() and len(controller.events) == 1

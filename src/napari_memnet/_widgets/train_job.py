@@ -6,7 +6,7 @@ training engine's own events (``Started``, ``Step``, ``Validation``,
 ``DataChecked`` (the data passed the engine's checks) and ``Preview`` (the
 current model's output on the first validation image). It returns a
 ``JobOutcome``. Bad data is refused before any step, with the message of the
-engine's checks rewritten to the user's layer names.
+engine's checks naming the user's layers.
 """
 
 from __future__ import annotations

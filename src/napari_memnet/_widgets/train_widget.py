@@ -1,9 +1,9 @@
 """The "Train (MemNet)" dock widget: fine-tune a multi-supervised MemNet on the user's images.
 
-A magicgui ``Container``. ``Start`` gathers the data on the main thread
-(``train_data``: layer planes are copied, folders only named), then runs
-``train_job`` in a napari ``thread_worker``: the engine's checks, the trainer's
-event stream and previews. The worker never touches Qt; every event reaches the
+A magicgui ``Container``. ``Start`` describes the data on the main thread
+(``train_data``: the layers' planes are pointed at, folders only named), then
+runs ``train_job`` in a napari ``thread_worker``: reading and mapping the
+layers, the engine's checks, the trainer's event stream and previews. The worker never touches Qt; every event reaches the
 main thread through the worker's ``yielded`` signal and updates the progress
 bar, the plots (``train_plot``), the w_m bars and the preview layer.
 ``Stop`` sets the trainer's stop event (it saves a checkpoint and a usable
@@ -12,8 +12,9 @@ model (``list_models()``); the Restore widget's list is refreshed and
 ``Restore with it`` applies it to the selected layer through that widget.
 
 This module is the form (fields, choices, visibility, the settings they
-describe); the run control (buttons' actions, the worker and its events) is
-``train_run.TrainRunMixin``.
+describe), composed with ``train_run.TrainRun`` (the worker and its signals)
+and its Qt-free ``train_controller.TrainController`` (what runs, the state of
+the run, what its events say).
 
 Scripting::
 
@@ -25,7 +26,6 @@ Scripting::
 
 from __future__ import annotations
 
-import threading
 from typing import TYPE_CHECKING
 
 from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpinBox, Label, LineEdit,
@@ -33,10 +33,9 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpin
 
 from . import layer_io
 from . import train_data as td
-from .train_job import JobOutcome
 from .train_plot import LiveView
 from .train_result import find_restore_widget, restore_with
-from .train_run import PREVIEW_LAYER, TrainRunMixin
+from .train_run import PREVIEW_LAYER, TrainRun
 from .train_settings import config_kwargs
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -52,19 +51,14 @@ def _row(*widgets, label=None) -> Container:
     return row
 
 
-class TrainWidget(TrainRunMixin, Container):
+class TrainWidget(Container):
     """Fine-tune (or train from scratch) a MemNet on layer pairs, folders or clean images."""
 
     def __init__(self, napari_viewer: napari.viewer.Viewer):
         self._viewer = napari_viewer
-        self._worker = None
-        self._stop_event: threading.Event | None = None
+        self.run_control = TrainRun(self)  # the worker and its signals, with the Qt-free controller
+        self.controller = self.run_control.controller
         self._pairs: list[tuple] = []
-        self._last_run: dict | None = None
-        self._t_start = 0.0
-        self.last_outcome: JobOutcome | None = None
-        self.last_model: str | None = None
-        self.events: list = []  # every event of the current run (for scripts and tests)
 
         # ---------------------------------------------------------------- data
         self.source = ComboBox(label="data", choices=list(td.SOURCES), value=td.SOURCE_LAYER_PAIRS)
@@ -137,7 +131,7 @@ class TrainWidget(TrainRunMixin, Container):
         self.task.changed.connect(self._on_task_changed)
         self.base_model.changed.connect(self._update_visibility)
         self.show_advanced.changed.connect(self._update_visibility)
-        self.model_name.changed.connect(self._update_buttons)
+        self.model_name.changed.connect(self.update_buttons)
         self.add_pair_button.changed.connect(lambda *_: self.add_pair())
         self.clear_pairs_button.changed.connect(lambda *_: self.clear_pairs())
         self.check_button.changed.connect(lambda *_: self.check_data())
@@ -227,7 +221,7 @@ class TrainWidget(TrainRunMixin, Container):
         for w in (self.blocks, self.recursions, self.channels):
             w.visible = scratch
         self.advanced.visible = bool(self.show_advanced.value)
-        self._update_buttons()
+        self.update_buttons()
 
     def _run_dir(self, name: str | None = None):
         from ..models.files import user_models_dir
@@ -242,11 +236,11 @@ class TrainWidget(TrainRunMixin, Container):
         except Exception:  # an invalid name has no run folder
             return False
 
-    def _update_buttons(self, *_args) -> None:
-        running = self._worker is not None
+    def update_buttons(self, *_args) -> None:
+        running = self.worker is not None
         self.start_button.enabled = not running
         self.check_button.enabled = not running
-        self.stop_button.enabled = running and self._stop_event is not None and not self._stop_event.is_set()
+        self.stop_button.enabled = running and self.controller.can_stop()
         self.resume_button.enabled = not running and self._has_checkpoint()
         self.restore_button.enabled = not running and self.last_model is not None
 
@@ -256,7 +250,7 @@ class TrainWidget(TrainRunMixin, Container):
         degraded = degraded if degraded is not None else self.degraded.value
         clean = clean if clean is not None else self.clean.value
         if degraded is None or clean is None:
-            self._show_problem("pick a degraded and a clean layer first")
+            self.show_problem("pick a degraded and a clean layer first")
             return
         if any(d is degraded and c is clean for d, c in self._pairs):
             return
@@ -307,7 +301,7 @@ class TrainWidget(TrainRunMixin, Container):
                              seed=self.seed.value, validate_every=self.validate_every.value,
                              out_dir=str(self._run_dir(name)) if name else "")
 
-    def _show_problem(self, message: str) -> None:
+    def show_problem(self, message: str) -> None:
         from napari.utils.notifications import show_error
 
         self.data_message.value = message
@@ -315,13 +309,59 @@ class TrainWidget(TrainRunMixin, Container):
         self.status.value = "Not started."
         show_error(f"Train (MemNet): {message}")
 
+    # ------------------------------------------------------------- run control
+    @property
+    def worker(self):
+        """The running worker, or ``None``."""
+        return self.run_control.worker
+
+    @property
+    def events(self) -> list:
+        """Every event of the current run (for scripts and tests)."""
+        return self.controller.events
+
+    @property
+    def last_outcome(self):
+        return self.controller.last_outcome
+
+    @property
+    def last_model(self) -> str | None:
+        return self.controller.last_model
+
+    def check_data(self):
+        """Run the engine's data checks in a worker; the verdict shows under the buttons."""
+        return self.run_control.check_data()
+
+    def start(self, resume: bool = False):
+        """Start training in a worker thread; return the worker, or ``None`` if refused (message shown)."""
+        return self.run_control.start(resume)
+
+    def resume(self):
+        """Continue the run saved under 'save as' from its checkpoint (up to 'steps')."""
+        return self.run_control.start(resume=True)
+
+    def stop(self) -> None:
+        """End after the current step; the run saves a checkpoint and a usable model."""
+        self.run_control.stop()
+
+    def wait(self, timeout: float | None = 600.0) -> None:
+        """Process Qt events until the running worker ends (``TimeoutError`` after stopping it)."""
+        self.run_control.wait(timeout)
+
+    def run_blocking(self, resume: bool = False, timeout: float | None = 600.0):
+        """Start (or resume) and wait, processing Qt events; return the outcome (``None`` if refused)."""
+        if self.start(resume=resume) is None:
+            return None
+        self.wait(timeout)
+        return self.last_outcome
+
     # ----------------------------------------------------------------- result
     def restore_with_model(self, layer=None):
         """Restore ``layer`` (default: the selected one) with the saved model via the Restore widget."""
         if self.last_model is None:
-            self._show_problem("no model trained yet")
+            self.show_problem("no model trained yet")
             return None
-        kwargs = (self._last_run or {}).get("kwargs", {})
+        kwargs = (self.controller.last_run or {}).get("kwargs", {})
         if layer is None:
             active = self._viewer.layers.selection.active
             layer = active if active is not None and active.name != PREVIEW_LAYER else None
