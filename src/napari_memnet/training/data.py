@@ -35,6 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..core.color import GRAY_WEIGHTS
 from ..core.intensity import Intensity
 from .intensity_maps import (  # noqa: F401 (AS_IS, INTENSITY_RULES: re-exported with the helpers)
     AS_IS,
@@ -49,8 +50,6 @@ from .intensity_maps import (  # noqa: F401 (AS_IS, INTENSITY_RULES: re-exported
 )
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
-# MATLAB rgb2gray: the luminance row of the inverse NTSC (YIQ) transform
-RGB2GRAY = np.array([0.298936021293775, 0.587043074451121, 0.114020904255103])
 
 
 @dataclass
@@ -138,7 +137,7 @@ def to_plane(img: np.ndarray, task: str, imap: Intensity | None = None) -> np.nd
     if img.ndim == 3 and img.shape[-1] in (3, 4):
         rgb = img[..., :3]
         if task == "denoise":
-            return (rgb.astype(np.float64) @ RGB2GRAY).astype(np.float32)
+            return (rgb.astype(np.float64) @ GRAY_WEIGHTS).astype(np.float32)  # MATLAB rgb2gray
         from ..core.degrade import rgb_to_y
 
         return np.asarray(rgb_to_y(rgb.astype(np.float32)), dtype=np.float32)
