@@ -24,3 +24,16 @@ def random_memnet(blocks: int = 2, recursions: int = 2, channels: int = 8, *, se
                 getattr(bn, name).uniform_(low, high, generator=gen)
         net.reconstruct.conv.weight.normal_(0.0, residual_std, generator=gen)
     return net.eval()
+
+
+class OutOfMemoryAbove(torch.nn.Module):
+    """``inner``, but "CUDA out of memory" for windows wider than ``width`` pixels."""
+
+    def __init__(self, inner, width: int = 30):
+        super().__init__()
+        self.inner, self.width = inner, width
+
+    def forward(self, x):
+        if x.shape[-1] > self.width:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return self.inner(x)

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from napari_memnet.core.axes import default_axes, parse_axes
-from _nets import random_memnet
+from _nets import OutOfMemoryAbove, random_memnet
 from napari_memnet.core.devices import available_devices, resolve_device, resolve_precision
 from napari_memnet.restoration.eager import MAX_OUTPUT_ELEMENTS, restore_plane
 from napari_memnet.restoration.events import Cancelled, RestoreResult, TileProgress
@@ -220,15 +220,7 @@ def test_cancel_mid_run(net, kind):
 def test_out_of_memory_halves_the_tile(net):
     """A real engine whose module runs out of memory on windows wider than 30 px."""
     engine = Engine(net, device="cpu", tile_size=64)
-    inner = engine.module
-
-    class Limited(torch.nn.Module):
-        def forward(self, x):
-            if x.shape[-1] > 30:
-                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            return inner(x)
-
-    engine.module = Limited()
+    engine.module = OutOfMemoryAbove(engine.module, 30)
     img = rng().random((40, 40)).astype(np.float32)
     runner = engine.runner()
     out = runner.restore(img)

@@ -17,7 +17,7 @@ from napari_memnet.restoration.cache import EngineCache  # noqa: E402
 from napari_memnet.restoration.lazy.graph import restore_dask  # noqa: E402
 from napari_memnet.sample_data import astronaut_uint8  # noqa: E402
 
-from _nets import random_memnet  # noqa: E402
+from _nets import OutOfMemoryAbove, random_memnet  # noqa: E402
 
 
 @pytest.fixture
@@ -84,15 +84,8 @@ def test_a_cached_engines_out_of_memory_retry_stays_with_its_caller(models):
     assert cache.engine(spec, "cpu", "fp32", 64) is engine  # built once
     assert cache.info()["loads"] == {f"{spec.key}|cpu": 1}
     inner = engine.module
-
-    class Limited(torch.nn.Module):
-        def forward(self, x):
-            if x.shape[-1] > 30:
-                raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
-            return inner(x)
-
     img = np.random.default_rng(0).random((40, 40)).astype(np.float32)
-    engine.module = Limited()
+    engine.module = OutOfMemoryAbove(inner, 30)
     try:
         first = engine.runner()
         out = first.restore(img)

@@ -29,6 +29,7 @@ import numpy as np
 
 from .core.color import rgb_to_gray, rgb_to_y, to_uint8
 from .core.degrade import add_noise, bicubic_degrade, jpeg_compress, modcrop
+from .core.images import IMAGE_SUFFIXES
 from .core.metrics import psnr, ssim
 from .core.tasks import DEFAULT_MODELS, TASKS, get_task
 
@@ -37,7 +38,6 @@ __all__ = ["TASK_DEFAULTS", "IMAGE_SUFFIXES", "evaluate", "list_images", "load_p
 
 # the defaults per task, read from the task registry
 TASK_DEFAULTS = {name: {"datasets": task.eval_datasets, "levels": task.eval_levels} for name, task in TASKS.items()}
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 RECORD_KEYS = ("task", "dataset", "level", "model", "psnr", "ssim", "baseline_psnr", "baseline_ssim", "images")
 
 RestoreFn = Callable[[np.ndarray], np.ndarray]

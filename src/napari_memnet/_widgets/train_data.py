@@ -253,6 +253,15 @@ def materialize(request: DataRequest) -> DataRequest:
     return request
 
 
+def _hold_out_fraction(req: DataRequest, count: int, what: str, validation: str, fraction: float) -> None:
+    """Whole images (the engine's ``val_fraction``) held out, when that is the validation asked for."""
+    if validation == VAL_FRACTION:
+        req.val_fraction = fraction
+        if count < 2:
+            req.notes.append(f"one {what} only: nothing to hold out as a fraction, so no validation "
+                             f"(choose '{VAL_REGION}')")
+
+
 def _split_pairs(req: DataRequest, arrays: list, validation: str, fraction: float, task_sr: bool) -> None:
     registered = all(_spatial(d) == _spatial(c) or (task_sr and _sr_scale(d, c) > 1) for d, c in arrays)
     if validation == VAL_REGION and registered:  # unregistered pairs go whole: the engine names their sizes
@@ -269,11 +278,7 @@ def _split_pairs(req: DataRequest, arrays: list, validation: str, fraction: floa
         req.pairs, req.validation = train, val
         return
     req.pairs = arrays
-    if validation == VAL_FRACTION:
-        req.val_fraction = fraction
-        if len(arrays) < 2:
-            req.notes.append("one pair only: nothing to hold out as a fraction, so no validation "
-                             f"(choose '{VAL_REGION}')")
+    _hold_out_fraction(req, len(arrays), "pair", validation, fraction)
 
 
 def _split_images(req: DataRequest, planes: list, validation: str, fraction: float) -> None:
@@ -288,11 +293,7 @@ def _split_images(req: DataRequest, planes: list, validation: str, fraction: flo
         req.clean, req.validation = train, val
         return
     req.clean = planes
-    if validation == VAL_FRACTION:
-        req.val_fraction = fraction
-        if len(planes) < 2:
-            req.notes.append("one image only: nothing to hold out as a fraction, so no validation "
-                             f"(choose '{VAL_REGION}')")
+    _hold_out_fraction(req, len(planes), "image", validation, fraction)
 
 
 def _folder(path, what: str) -> Path:

@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from ..core.color import GRAY_WEIGHTS
+from ..core.images import list_images, read_image
 from ..core.intensity import Intensity
 from .intensity_maps import (  # noqa: F401 (AS_IS, INTENSITY_RULES: re-exported with the helpers)
     AS_IS,
@@ -49,7 +50,6 @@ from .intensity_maps import (  # noqa: F401 (AS_IS, INTENSITY_RULES: re-exported
     pair_intensity,
 )
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
 @dataclass
@@ -90,40 +90,6 @@ class TrainingData:
             "validation_items": len(self.val),
             "validation_images": sorted({v.name for v in self.val}),
         }
-
-
-# ------------------------------------------------------------------------- reading
-def list_images(folder: str | os.PathLike) -> list[Path]:
-    """Image files directly in ``folder``, sorted by name."""
-    folder = Path(folder)
-    if not folder.is_dir():
-        raise ValueError(f"{folder}: not a folder of images")
-    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"{folder}: no images found (expected files ending in {', '.join(IMAGE_SUFFIXES)})")
-    return files
-
-
-def read_image(path: str | os.PathLike) -> np.ndarray:
-    """The raw pixel array of a PNG/JPEG/BMP (Pillow) or TIFF (tifffile) file."""
-    path = Path(path)
-    if path.suffix.lower() in (".tif", ".tiff"):
-        try:
-            import tifffile
-        except ImportError:  # pragma: no cover - optional dependency
-            from PIL import Image
-
-            with Image.open(path) as im:
-                return np.asarray(im)
-        return np.asarray(tifffile.imread(path))
-    from PIL import Image
-
-    with Image.open(path) as im:
-        if im.mode in ("P", "PA", "LA", "RGBA", "CMYK", "YCbCr"):
-            im = im.convert("RGB")
-        elif im.mode == "1":
-            im = im.convert("L")
-        return np.asarray(im)
 
 
 def to_plane(img: np.ndarray, task: str, imap: Intensity | None = None) -> np.ndarray:

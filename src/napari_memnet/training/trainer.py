@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.devices import resolve_device
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, prepare_data
@@ -62,18 +63,6 @@ from .sampler import PatchSampler, crop_size
 # the recalibration batches come from a sampler of their own, seeded config.seed + this: the training
 # sampler's generators (which a resumed run continues) are never drawn from
 RECALIBRATION_SEED_OFFSET = 1_000_003
-
-
-def resolve_device(name: str = "auto") -> torch.device:
-    try:
-        from ..core.devices import resolve_device as _resolve
-    except ImportError:
-        _resolve = None
-    if _resolve is not None:
-        return _resolve(name)
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
 
 
 def seed_everything(seed: int) -> None:
