@@ -32,3 +32,24 @@ def shared_data() -> Path:
 def _isolated_user_models(tmp_path_factory, monkeypatch):
     """Every test gets its own user-model folder so nothing leaks into ~/.local."""
     monkeypatch.setenv("NAPARI_MEMNET_MODELS_DIR", str(tmp_path_factory.mktemp("user_models")))
+
+
+@pytest.fixture
+def thread_spy(monkeypatch):
+    """``spy(owner, name)`` wraps ``owner.name`` to record the threads that call it in ``spy.threads``
+    (name -> set of threads): for checking that work runs in a worker, not on the main thread."""
+    import threading
+
+    threads: dict = {}
+
+    def spy(owner, name):
+        original = getattr(owner, name)
+
+        def recorded(*args, **kwargs):
+            threads.setdefault(name, set()).add(threading.current_thread())
+            return original(*args, **kwargs)
+
+        monkeypatch.setattr(owner, name, recorded)
+
+    spy.threads = threads
+    return spy

@@ -214,7 +214,7 @@ def test_fine_tune_again_under_the_same_name_is_refused_then_resumes_or_overwrit
 
 
 def test_an_existing_model_without_its_run_is_refused_too(pair_folders, tmp_path):
-    from napari_memnet._widgets.train_run import refuse_replacing
+    from napari_memnet._widgets.train_controller import refuse_replacing
 
     napari_memnet.fine_tune(steps=1, out_dir=tmp_path / "elsewhere", **_small_run(pair_folders, name="kept"))
     weights = _run_files("kept")["weights"]

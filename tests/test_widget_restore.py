@@ -311,7 +311,7 @@ def test_progress_line_and_axes_helpers():
 
 
 def test_reading_checking_planning_and_model_loading_run_in_the_worker(make_napari_viewer, tiny_models,
-                                                                       crop, monkeypatch):
+                                                                       crop, thread_spy):
     """The napari main thread only reads the form: the worker reads the pixels, scans them for
     NaN/inf, loads the model (eager), or plans the lazy graph and samples it (dask input)."""
     import threading
@@ -321,17 +321,7 @@ def test_reading_checking_planning_and_model_loading_run_in_the_worker(make_napa
     from napari_memnet.restoration.lazy import graph
 
     da = pytest.importorskip("dask.array")
-    threads = {}
-
-    def spy(module, name):
-        original = getattr(module, name)
-
-        def recorded(*args, **kwargs):
-            threads.setdefault(name, set()).add(threading.current_thread())
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(module, name, recorded)
-
+    spy, threads = thread_spy, thread_spy.threads
     spy(layer_io, "take_plane")  # reading a plane
     spy(eager, "check_image")  # the NaN/inf scan
     spy(graph, "model_spec")  # lazy: loading and hashing the model

@@ -393,22 +393,12 @@ def test_held_out_region_shares_its_layers_map(photo):
     assert choose_intensity(deg16[:, cut:]) != imap  # the region's own percentiles would differ
 
 
-def test_layers_are_read_mapped_and_split_in_the_worker(make_napari_viewer, photo, monkeypatch):
+def test_layers_are_read_mapped_and_split_in_the_worker(make_napari_viewer, photo, thread_spy):
     """Check data / Start: the main thread only points at the layers' planes; the worker reads
     them, maps their intensities and splits off the held-out region."""
     import threading
 
-    threads = {}
-
-    def spy(owner, name):
-        original = getattr(owner, name)
-
-        def recorded(*args, **kwargs):
-            threads.setdefault(name, set()).add(threading.current_thread())
-            return original(*args, **kwargs)
-
-        monkeypatch.setattr(owner, name, recorded)
-
+    spy, threads = thread_spy, thread_spy.threads
     for name in ("map_pair", "map_image", "split_region"):
         spy(td, name)
     spy(td.LayerPlane, "read")
