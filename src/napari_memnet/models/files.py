@@ -24,7 +24,7 @@ from ..core.atomic import atomic_path, atomic_write_text
 from ..core.tasks import DEFAULT_MODELS, get_task
 
 FORMAT_VERSION = 1
-BUNDLED_DIR = Path(__file__).resolve().parent / "weights"
+BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"  # napari_memnet/weights/
 USER_DIR_ENV = "NAPARI_MEMNET_MODELS_DIR"
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
