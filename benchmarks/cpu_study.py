@@ -55,11 +55,13 @@ def recipe_variants(arch: dict, tag: str) -> dict:
     return {
         f"{tag}-lr5e-4": {"arch": arch, "lr": 5e-4},
         f"{tag}-lr5e-3": {"arch": arch, "lr": 5e-3},
+        f"{tag}-lr1e-2": {"arch": arch, "lr": 1e-2},
         f"{tag}-l1": {"arch": arch, "loss": "l1"},
         f"{tag}-charb": {"arch": arch, "loss": "charbonnier"},
         f"{tag}-ema": {"arch": arch, "ema": 0.999},
         f"{tag}-p96b8": {"arch": arch, "patch_size": 96, "batch_size": 8},
         f"{tag}-p48b32": {"arch": arch, "patch_size": 48, "batch_size": 32},
+        f"{tag}-p48b8": {"arch": arch, "patch_size": 48, "batch_size": 8},
         f"{tag}-plain": {"arch": arch, "multi_supervised": False},
     }
 
