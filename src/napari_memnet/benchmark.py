@@ -42,7 +42,7 @@ def random_memnet(blocks: int = 6, recursions: int = 6, channels: int = 64, *, s
     """An untrained MemNet with random weights AND random BatchNorm statistics
     (so folding is exercised for real) and a reconstruction conv large enough
     that the output visibly differs from the input. Speed does not depend on
-    training, so benchmarks and tests use this when no trained model exists."""
+    training, so ``memnet bench`` uses this when no model is named."""
     import torch
 
     from .models import build_model

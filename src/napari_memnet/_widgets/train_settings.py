@@ -2,8 +2,8 @@
 
 The widget's defaults and "auto" rules live here:
 
-* learning rate ``auto``: 1e-4 when fine-tuning a model (small steps keep what it
-  learned), the training engine's Adam default from scratch;
+* learning rate ``auto``: the training engine's default (``TrainConfig.resolved_lr``:
+  Adam 1e-2 from scratch, a hundredth of it when fine-tuning);
 * validation every a tenth of the steps when 0, a checkpoint every quarter;
 * synthetic levels come from the "levels" field, SR pair levels from the pairs'
   scale, real pairs need none.
@@ -13,14 +13,13 @@ from __future__ import annotations
 
 from . import train_data as td
 
-FINE_TUNE_LR = 1e-4
 
-
-def parse_lr(text: str, fine_tuning: bool) -> float | None:
-    """``"auto"`` -> 1e-4 when fine-tuning, else None (the engine's default); ``"3e-4"`` -> 3e-4."""
+def parse_lr(text: str) -> float | None:
+    """``"auto"`` -> None (the engine's default: ``TrainConfig.resolved_lr``, a hundredth of the
+    from-scratch rate when fine-tuning); ``"3e-4"`` -> 3e-4."""
     text = str(text).strip().lower()
     if text in ("", "auto"):
-        return FINE_TUNE_LR if fine_tuning else None
+        return None
     try:
         value = float(text)
     except ValueError:
@@ -49,7 +48,7 @@ def config_kwargs(request: td.DataRequest, *, task: str, name: str, base: str | 
     steps = int(steps)
     return dict(task=task, levels=levels, name=name, init=base, architecture="memnet",
                 arch={} if base else dict(arch or {}), steps=steps, patch_size=int(patch_size),
-                batch_size=int(batch_size), lr=parse_lr(lr_text, base is not None),
+                batch_size=int(batch_size), lr=parse_lr(lr_text),
                 multi_supervised=bool(multi_supervised), device=device, seed=int(seed), out_dir=str(out_dir),
                 val_count=0, val_fraction=None if request.validation is not None else request.val_fraction,
                 validate_every=int(validate_every) or max(1, steps // 10),

@@ -84,17 +84,12 @@ class BlockCache:
         self._data: OrderedDict = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
-        self.hits = 0
-        self.misses = 0
 
     def get(self, key):
         with self._lock:
             value = self._data.get(key)
-            if value is None:
-                self.misses += 1
-                return None
-            self._data.move_to_end(key)
-            self.hits += 1
+            if value is not None:
+                self._data.move_to_end(key)
             return value
 
     def put(self, key, value: np.ndarray) -> None:
