@@ -77,6 +77,14 @@ def resolve_precision(precision: str, device) -> str:
     return precision
 
 
+def use_channels_last(device, requested: bool | None = None) -> bool:
+    """channels_last memory format: ``requested``, else on for CUDA and the CPU (measured faster
+    on both, docs/performance.md and docs/training.md) and off for MPS."""
+    import torch
+
+    return bool(requested) if requested is not None else torch.device(device).type in ("cuda", "cpu")
+
+
 def autocast(device, precision: str):
     """A context manager running convolutions in ``precision`` on ``device``."""
     import torch

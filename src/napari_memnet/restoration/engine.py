@@ -50,14 +50,13 @@ def is_out_of_memory(exc: BaseException) -> bool:
 class Engine:
     """A prepared inference module on a device (see the module docstring).
 
-    ``channels_last``: None = on CUDA and the CPU (measured ~1.2x faster on
-    the CPU, docs/performance.md), off on MPS; True/False force it
-    (``memnet bench --channels-last``)."""
+    ``channels_last``: None = ``core.devices.use_channels_last`` (on for CUDA
+    and the CPU, off on MPS); True/False force it (``memnet bench --channels-last``)."""
 
     def __init__(self, model, *, device="auto", precision="auto", tile_size=None, task=None, channels_last=None):
         import torch
 
-        from ..core.devices import default_tile_size, resolve_device, resolve_precision
+        from ..core.devices import default_tile_size, resolve_device, resolve_precision, use_channels_last
         from ..models.files import load_model
 
         self.model = load_model(model, task=task)
@@ -76,8 +75,7 @@ class Engine:
         if module is network:  # nothing to fold: work on a copy, never on the caller's network
             module = copy.deepcopy(network)
         network.train(was_training)
-        auto_cl = self.device.type in ("cuda", "cpu")
-        self.channels_last = auto_cl if channels_last is None else bool(channels_last)
+        self.channels_last = use_channels_last(self.device, channels_last)
         module = module.eval().to(self.device)
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)
