@@ -9,12 +9,13 @@ import sys
 import napari_memnet
 from napari_memnet.cli import main
 
-CORE_MODULES = [
-    "napari_memnet.models",
-    "napari_memnet.models.fused",
-    "napari_memnet.models.files",
-    "napari_memnet.cli",
-]
+from pathlib import Path
+
+_PACKAGE = Path(napari_memnet.__file__).parent
+# every module but the napari layer (_widgets/): core, models, restoration, training, api, commands...
+CORE_MODULES = sorted(
+    ".".join(("napari_memnet", *p.relative_to(_PACKAGE).with_suffix("").parts)).removesuffix(".__init__")
+    for p in _PACKAGE.rglob("*.py") if "_widgets" not in p.parts and p.name != "__main__.py")
 
 
 def _run_python(code: str) -> str:
