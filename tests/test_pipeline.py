@@ -96,3 +96,22 @@ def test_a_cached_engines_out_of_memory_retry_stays_with_its_caller(models):
     second = engine.runner()
     assert second.tile == 64
     np.testing.assert_allclose(out, second.restore(img), atol=1e-5)
+
+
+def test_eager_progress_recounts_after_an_out_of_memory_retry():
+    """A run whose tiles are too big for memory halves its tile, recounts the tiles left and
+    reports the tile it ended with; the engine it was given keeps its own."""
+    from napari_memnet.api import restore_iter
+    from napari_memnet.restoration.engine import Engine
+
+    net = random_memnet(2, 2, 8, seed=5)
+    engine = Engine(net, device="cpu", tile_size=64)
+    engine.module = OutOfMemoryAbove(engine.module, 30)
+    stack = np.random.default_rng(1).random((3, 40, 40)).astype(np.float32)
+    events = list(restore_iter(stack, "denoise", model=engine, axes="ZYX"))
+    progress, result = events[:-1], events[-1]
+    assert progress[-1].done == progress[-1].total == 3 * 4  # 3 planes of 2 x 2 tiles of 20 px
+    assert [e.done for e in progress] == list(range(1, 13))
+    assert result.tile_size == 32 and engine.tile == 64
+    np.testing.assert_allclose(result.data, restore(stack, "denoise", model=net, axes="ZYX", device="cpu"),
+                               atol=1e-5)  # smaller tiles, the same result
