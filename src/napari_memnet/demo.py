@@ -39,11 +39,11 @@ def _to_png_bytes(image: np.ndarray) -> bytes:
 
 
 def bundled_default_denoiser():
-    """The bundled default denoiser's ``ModelInfo``, or ``None`` if its weights are missing."""
-    from .core.tasks import DEFAULT_MODELS
-    from .models.files import list_models
+    """The default denoiser's ``ModelInfo`` on this machine (``models.defaults``), or ``None`` if its
+    weights are missing."""
+    from .models.files import default_model_name, list_models
 
-    name = DEFAULT_MODELS["denoise"]
+    name = default_model_name("denoise")
     for info in list_models("denoise"):
         if info.source == "bundled" and info.name == name:
             return info
@@ -55,14 +55,15 @@ def run_headless(output_dir: Path, model: str | None = None) -> int:
     from .core.atomic import atomic_write_bytes, atomic_write_text
     from .core.metrics import psnr
     from .models.files import BUNDLED_DIR, ModelFileError, load_model
-    from .core.tasks import DEFAULT_MODELS
+    from .models.files import default_model_name
     from .sample_data import NOISE_SIGMA, noisy_sample
 
     if model is None:
         info = bundled_default_denoiser()
         if info is None:
-            print(f"error: the bundled default denoiser {DEFAULT_MODELS['denoise']!r} is missing "
-                  f"(no {DEFAULT_MODELS['denoise']}.safetensors/.json in {BUNDLED_DIR}).\n"
+            name = default_model_name("denoise")
+            print(f"error: the bundled default denoiser {name!r} is missing "
+                  f"(no {name}.safetensors/.json in {BUNDLED_DIR}).\n"
                   "Copy the released weights there, or run the demo with a denoising model of "
                   "your own: python -m napari_memnet.demo --headless --model NAME "
                   "(`memnet models` lists them).", file=sys.stderr)

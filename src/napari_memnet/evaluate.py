@@ -31,7 +31,7 @@ from .core.color import rgb_to_gray, rgb_to_y, to_uint8
 from .core.degrade import add_noise, bicubic_degrade, jpeg_compress, modcrop
 from .core.images import IMAGE_SUFFIXES
 from .core.metrics import psnr, ssim
-from .core.tasks import DEFAULT_MODELS, TASKS, get_task
+from .core.tasks import TASKS, get_task
 
 __all__ = ["TASK_DEFAULTS", "IMAGE_SUFFIXES", "evaluate", "list_images", "load_plane",
            "parse_levels", "default_model_name", "RECORD_KEYS", "json_safe", "records_to_json"]
@@ -143,13 +143,14 @@ def _prepare(task: str, gt: np.ndarray, level, rng_factory) -> tuple:
     return gt.astype(np.float64) / 255.0, decoded / 255.0, decoded / 255.0, 0, True
 
 
-def default_model_name(task: str) -> str | None:
-    """The bundled default model of ``task`` if it is installed, else None."""
+def default_model_name(task: str, device=None) -> str | None:
+    """The default model of ``task`` on ``device`` (``models.defaults``) if it is installed, else None."""
     from .models.files import ModelFileError, find_model
+    from .models.files import default_model_name as rule
 
     _check_task(task)
     try:
-        return find_model(DEFAULT_MODELS[task]).name
+        return find_model(rule(task, device)).name
     except ModelFileError:
         return None
 

@@ -109,6 +109,7 @@ class RestoreWidget(Container):
         self.model.native.installEventFilter(self._refresher)
         self.refresh_button.changed.connect(self.refresh_models)
         self.task.changed.connect(self._on_task_changed)
+        self.device.changed.connect(self._on_device_changed)
         self.image.changed.connect(self._on_image_changed)
         self.run_button.changed.connect(self.run)
         self.cancel_button.changed.connect(self.cancel)
@@ -130,15 +131,18 @@ class RestoreWidget(Container):
         return [(layer.name, layer) for layer in self._viewer.layers if isinstance(layer, Image)]
 
     def _model_choices(self, _widget=None):
+        """The task's models, the default on the chosen device first (``models.defaults``, the one rule)."""
+        from ..models.defaults import model_choices
         from ..models.files import list_models
 
+        device = getattr(getattr(self, "device", None), "value", None) or "auto"
         try:
-            models = list_models(self.task.value)
+            choices = model_choices(list_models(self.task.value), self.task.value, device)
         except Exception as exc:  # a broken model folder must not break the widget
             return [(f"(cannot list models: {exc})", NO_MODEL)]
-        if not models:
+        if not choices:
             return [("(no model for this task)", NO_MODEL)]
-        return [(f"{m.name} ({m.source})", m.name) for m in models]
+        return choices
 
     def _device_choices(self, _widget=None):
         from ..core.devices import available_devices, resolve_device
@@ -171,6 +175,17 @@ class RestoreWidget(Container):
     def _on_task_changed(self, *_args) -> None:
         self.scale.visible = self.task.value == "sr"
         self.refresh_models()
+        self._select_default_model()
+
+    def _on_device_changed(self, *_args) -> None:
+        """Another device may have another default model (``models.defaults``): list and select it."""
+        self.refresh_models()
+        self._select_default_model()
+
+    def _select_default_model(self) -> None:
+        choices = self.model.choices
+        if choices and choices[0] != NO_MODEL:
+            self.model.value = choices[0]
 
     def _on_layers_changed(self, event=None) -> None:
         value = getattr(event, "value", None)

@@ -54,7 +54,7 @@ def run(args) -> int:
     if model is not None and model.lower() == "none":
         model = None
     elif model is None:
-        model = default_model_name(args.task)
+        model = default_model_name(args.task, args.device)
         if model is None:
             print(f"note: no bundled model for task {args.task!r} is installed; reporting the baseline only "
                   f"(pass --model NAME|PATH to evaluate a model)", file=sys.stderr)

@@ -31,18 +31,21 @@ class Task:
     widget_levels_help: str
     eval_datasets: tuple  # ``memnet eval`` defaults
     eval_levels: tuple
+    # the benchmark that ranks bundled models for the default-model rule (models/defaults.py):
+    # (dataset, levels) of ``memnet eval``; the card's "selection" PSNR is the mean over the levels
+    selection: tuple = ()
 
 
 TASKS: dict[str, Task] = {
     "denoise": Task("denoise", "denoise", "denoised", "memnet-denoise", "sigma", "sigma_range",
                     (0.0, 75.0), (15, 25, 50, 70), "5, 50", "noise sigma range lo, hi (0..255 scale)",
-                    ("Set12", "BSD68"), (15, 25, 50)),
+                    ("Set12", "BSD68"), (15, 25, 50), selection=("Set12", (15, 25, 50))),
     "sr": Task("sr", "super-resolution", "SR x{scale}", "memnet-sr", "scale", "scales",
                SR_SCALES, SR_SCALES, "2, 3, 4", "scales, e.g. 2, 3, 4",
-               ("Set5", "Set14", "BSD100", "Urban100_Y"), SR_SCALES),
+               ("Set5", "Set14", "BSD100", "Urban100_Y"), SR_SCALES, selection=("Set5", SR_SCALES)),
     "deblock": Task("deblock", "JPEG deblocking", "deblocked", "memnet-deblock", "quality", "jpeg_quality_range",
                     (5, 50), (10, 20, 30, 40), "10, 40", "JPEG quality range lo, hi (1..100)",
-                    ("Classic5", "LIVE1"), (10, 20, 30, 40)),
+                    ("Classic5", "LIVE1"), (10, 20, 30, 40), selection=("Classic5", (10, 20))),
 }
 TASK_NAMES = tuple(TASKS)
 # The bundled model each task uses when none is named.

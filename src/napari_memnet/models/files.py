@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..core.atomic import atomic_path, atomic_write_text
-from ..core.tasks import DEFAULT_MODELS, get_task
+from ..core.tasks import get_task
 
 FORMAT_VERSION = 1
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"  # napari_memnet/weights/
@@ -322,6 +322,15 @@ def _load_torch_file(path: Path) -> RestorationModel:
     return RestorationModel(card.get("name", path.stem), card, network, path, "path")
 
 
+def default_model_name(task: str, device=None) -> str:
+    """The bundled model ``task`` uses on ``device`` ("auto" when None) when none is named:
+    ``models.defaults``' rule over the bundled cards."""
+    from .defaults import choose, device_kind, rank
+
+    bundled = [m for m in list_models(task) if m.source == "bundled"]
+    return choose(rank(bundled, task, device_kind(device)), task)
+
+
 def find_model(name: str) -> ModelInfo:
     for info in reversed(list_models()):  # user models shadow bundled ones of the same name
         if info.name == name:
@@ -330,16 +339,17 @@ def find_model(name: str) -> ModelInfo:
     raise ModelFileError(f"no model named {name!r} (known models: {known})")
 
 
-def load_model(name_or_path, task: str | None = None) -> RestorationModel:
+def load_model(name_or_path, task: str | None = None, device=None) -> RestorationModel:
     """Load a model by name (bundled or user), by path, or pass a loaded one through.
 
-    ``None`` with a ``task`` loads that task's bundled default."""
+    ``None`` with a ``task`` loads that task's default on ``device`` ("auto" when None): the one
+    rule of ``models.defaults``."""
     if isinstance(name_or_path, RestorationModel):
         return name_or_path
     if name_or_path is None:
         if task is None:
             raise ValueError("load_model needs a model name, a path, or a task for the default model")
-        name_or_path = DEFAULT_MODELS[get_task(task).name]
+        name_or_path = default_model_name(get_task(task).name, device)
         try:
             find_model(name_or_path)
         except ModelFileError:

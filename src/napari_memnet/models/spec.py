@@ -53,15 +53,15 @@ def _sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def model_spec(model=None, task: str | None = None) -> ModelSpec:
+def model_spec(model=None, task: str | None = None, device=None) -> ModelSpec:
     """A ``ModelSpec`` for a model name, a path, a ``RestorationModel``, a
-    network, or ``None`` (the task's bundled default). Loads the model once
+    network, or ``None`` (the task's default on ``device``). Loads the model once
     here (to validate it and read its receptive radius)."""
     from .files import _sha256, load_model
 
     if isinstance(model, ModelSpec):
         return model
-    loaded = load_model(model, task=task)
+    loaded = load_model(model, task=task, device=device)
     if loaded.path is not None and Path(loaded.path).exists():
         path = Path(loaded.path).resolve()
         digest = loaded.card.get("weights_sha256") or _sha256(path)

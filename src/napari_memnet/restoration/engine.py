@@ -59,7 +59,7 @@ class Engine:
         from ..core.devices import default_tile_size, resolve_device, resolve_precision, use_channels_last
         from ..models.files import load_model
 
-        self.model = load_model(model, task=task)
+        self.model = load_model(model, task=task, device=device)
         if self.model.in_channels != 1:
             raise ValueError(
                 f"model {self.model.name!r} takes {self.model.in_channels} input channels; "

@@ -122,7 +122,7 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     if arr.size == 0:
         raise ValueError(f"the image is empty (shape {arr.shape})")
     axes, rgb = axes_letters(axes, arr.shape)
-    spec = model_spec(model, task=task)
+    spec = model_spec(model, task=task, device=device)
     if spec.task and spec.task != task:
         raise ValueError(f"model {spec.name!r} was made for task {spec.task!r}, not {task!r}")
     if spec.in_channels != 1:
