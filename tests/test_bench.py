@@ -77,3 +77,20 @@ def test_conv_flops_count_shared_recursions_every_time():
     flops = conv_flops_per_pixel(net)
     assert flops == {"total": 2 * (conv3 + gates), "conv3x3": 2 * conv3}
     assert net.gate_mode == "sum"
+
+
+def test_versus_times_two_models_alternating():
+    """``memnet bench --versus``: the second model's restore case right after the first, and the ratio."""
+    from napari_memnet.models import build_model
+
+    save_model(build_model("memnet", {"blocks": 2, "recursions": 2, "channels": 8, "unshuffle": 2}), "bench-fast",
+               task="denoise")
+    save_model(random_memnet(2, 2, 8, seed=3), "bench-paper", task="denoise")
+    lines = []
+    results = run_benchmark([48], model="bench-fast", reference=False, versus="bench-paper", versus_max_tiles=1,
+                            tile=16, log=lines.append)
+    row = results["rows"][0]
+    assert results["versus"] == "bench-paper" and row["versus"]["model"] == "bench-paper"
+    assert row["versus"]["tiles_done"] == 1 and row["restore"]["complete"]
+    assert row["ratio"] == pytest.approx(row["restore"]["mp_per_s"] / row["versus"]["mp_per_s"])
+    assert "versus bench-paper" in lines[0]

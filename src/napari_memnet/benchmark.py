@@ -242,14 +242,21 @@ def _cpu_name() -> str:
 
 
 def run_benchmark(sizes, *, device="cpu", model=None, precision="auto", tile=None, reference=True,
-                  max_tiles=None, timeout=None, channels_last=None, log=print) -> dict:
-    """Every size: one restore case and (unless ``reference=False``) one reference case."""
+                  max_tiles=None, timeout=None, channels_last=None, versus=None, versus_max_tiles=None,
+                  log=print) -> dict:
+    """Every size: one restore case and (unless ``reference=False``) one reference case; with
+    ``versus`` (another model) also that model's restore case right after (alternating per size),
+    and ``ratio`` = MP/s of ``model`` / MP/s of ``versus`` (``versus_max_tiles`` bounds its run)."""
     net = _network({"model": model})
     rows = []
     for side in sizes:
         base = {"size": int(side), "device": device, "model": model}
         res = spawn_case({**base, "kind": "restore", "precision": precision, "tile": tile,
                           "max_tiles": max_tiles, "channels_last": channels_last}, timeout)
+        other = None
+        if versus is not None:
+            other = spawn_case({**base, "model": versus, "kind": "restore", "precision": precision, "tile": tile,
+                                "max_tiles": versus_max_tiles, "channels_last": channels_last}, timeout)
         ref = None
         if reference:
             need, have = reference_bytes(net, side), available_ram()
@@ -261,13 +268,17 @@ def run_benchmark(sizes, *, device="cpu", model=None, precision="auto", tile=Non
         row = {"size": int(side), "restore": res, "reference": ref}
         if ref and "mp_per_s" in ref and "mp_per_s" in res:
             row["speedup"] = res["mp_per_s"] / ref["mp_per_s"]
+        if other is not None:
+            row["versus"] = {"model": versus, **other}
+            if "mp_per_s" in other and "mp_per_s" in res:
+                row["ratio"] = res["mp_per_s"] / other["mp_per_s"]
         rows.append(row)
         log(format_row(row))
     flops = conv_flops_per_pixel(net)
     log(f"convolution work: {flops['total'] / 1e6:.2f} MFLOP per pixel, "
         f"{100 * flops['conv3x3'] / flops['total']:.1f} % of it in 3x3 convolutions")
     return {"environment": environment(), "device": device, "model": model or "random M6R6 C64",
-            "flops_per_pixel": flops, "rows": rows}
+            "versus": versus, "flops_per_pixel": flops, "rows": rows}
 
 
 def _fmt_case(case: dict | None) -> str:
@@ -290,8 +301,12 @@ def format_row(row: dict) -> str:
     res = row["restore"]
     extra = f" [{res.get('precision')}, tile {res.get('tile')}]" if "error" not in res else ""
     speed = f"  speed-up x{row['speedup']:.2f}" if "speedup" in row else ""
-    return (f"{row['size']:>5} px  restore: {_fmt_case(res)}{extra}\n"
+    text = (f"{row['size']:>5} px  restore: {_fmt_case(res)}{extra}\n"
             f"{'':>5}     reference: {_fmt_case(row['reference'])}{speed}")
+    if "versus" in row:
+        ratio = f"  {row['ratio']:.2f}x faster" if "ratio" in row else ""
+        text += f"\n{'':>5}     versus {row['versus']['model']}: {_fmt_case(row['versus'])}{ratio}"
+    return text
 
 
 if __name__ == "__main__":  # the child process of spawn_case

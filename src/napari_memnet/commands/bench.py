@@ -29,6 +29,9 @@ def register(sub) -> None:
     p.add_argument("--channels-last", choices=("auto", "on", "off"), default="auto",
                    help="memory format of restore (default auto: on for CUDA and CPU)")
     p.add_argument("--no-reference", action="store_true", help="only time restore")
+    p.add_argument("--versus", metavar="MODEL",
+                   help="also time restore with this model right after --model at every size (ratio of MP/s)")
+    p.add_argument("--versus-max-tiles", type=int, metavar="N", help="stop each --versus case after N tiles")
     p.add_argument("--max-tiles", type=int, help="stop each restore case after this many tiles")
     p.add_argument("--timeout", type=float, help="seconds allowed per case")
     p.add_argument("--precision-check", metavar="DIR",
@@ -66,6 +69,7 @@ def run(args) -> int:
     results = run_benchmark(args.sizes, device=device, model=args.model, precision=args.precision, tile=args.tile,
                             reference=not args.no_reference, max_tiles=args.max_tiles, timeout=args.timeout,
                             channels_last={"auto": None, "on": True, "off": False}[args.channels_last],
+                            versus=args.versus, versus_max_tiles=args.versus_max_tiles,
                             log=lambda text: print(text, flush=True))
     if device.startswith("cuda"):
         for row in results["rows"]:
