@@ -60,29 +60,25 @@ def smoke_threads(smoke: bool):
         torch.set_num_threads(saved)
 
 
-# Where the engine's functions live. The package is being reorganised while these scripts wait for a
-# GPU, so names are looked up in the current modules first, then in the layout before 2026-11-29.
-API_MODULES = (
-    "napari_memnet", "napari_memnet.api", "napari_memnet.restoration.engine", "napari_memnet.restoration.eager",
-    "napari_memnet.restoration.events", "napari_memnet.models.files", "napari_memnet.core.devices",
-    "napari_memnet.core.metrics", "napari_memnet.core.degrade", "napari_memnet.core.atomic",
-    "napari_memnet.inference", "napari_memnet.modelfile", "napari_memnet.devices", "napari_memnet.metrics",
-    "napari_memnet.degrade", "napari_memnet.atomic",
-)
+# The package functions the GPU scripts call, and the module of each (one table; the scripts import
+# lazily so that `--help` and the smoke mode start fast).
+API = {
+    "restore": "napari_memnet", "restore_iter": "napari_memnet.api", "fine_tune": "napari_memnet",
+    "list_models": "napari_memnet", "load_model": "napari_memnet", "save_model": "napari_memnet",
+    "Engine": "napari_memnet.restoration.engine", "restore_plane": "napari_memnet.restoration.eager",
+    "psnr": "napari_memnet.core.metrics", "atomic_write_text": "napari_memnet.core.atomic",
+    "add_noise": "napari_memnet.core.degrade", "modcrop": "napari_memnet.core.degrade",
+    "bicubic_degrade": "napari_memnet.core.degrade", "jpeg_compress": "napari_memnet.core.degrade",
+    "bytes_per_pixel": "napari_memnet.core.devices", "default_tile_size": "napari_memnet.core.devices",
+    "resolve_device": "napari_memnet.core.devices",
+}
 
 
 def api(name: str):
-    """``name`` (``restore``, ``restore_iter``, ``restore_plane``, ``Engine``, ``load_model``, ``psnr``,
-    ``default_tile_size``, ``add_noise``...) from the first module of ``API_MODULES`` that has it."""
+    """The package function ``name`` (see ``API``)."""
     import importlib
 
-    for module_name in API_MODULES:
-        try:
-            module = importlib.import_module(module_name)
-            return getattr(module, name)
-        except (ImportError, AttributeError):
-            continue
-    raise ImportError(f"napari_memnet has no {name!r} in any of {API_MODULES}")
+    return getattr(importlib.import_module(API[name]), name)
 
 
 def utc_now() -> str:

@@ -66,12 +66,13 @@ def _grid(viewer):
 
 
 def _model_for(task: str, named: str | None) -> str | None:
-    from napari_memnet.modelfile import DEFAULT_MODELS, list_models
+    from napari_memnet.models.files import default_model_name, list_models
 
     if named:
         return named
     names = {m.name for m in list_models(task) if m.source == "bundled"}
-    return DEFAULT_MODELS[task] if DEFAULT_MODELS[task] in names else None
+    default = default_model_name(task, "cpu")  # the rule of models/defaults.py on this machine
+    return default if default in names else None
 
 
 def main(argv=None) -> int:
@@ -87,7 +88,7 @@ def main(argv=None) -> int:
     import napari
     from qtpy.QtWidgets import QApplication
 
-    from napari_memnet.metrics import psnr
+    from napari_memnet.core.metrics import psnr
 
     viewer = napari.Viewer(show=True, title="napari-memnet")
     qt_window = viewer.window._qt_window
@@ -155,7 +156,7 @@ def main(argv=None) -> int:
         if clean.max() > 1.5:  # uint8 samples: compare on the 0..1 scale
             clean, before, after = clean / 255, before / 255, after / 255
         if task == "sr":
-            from napari_memnet.degrade import imresize
+            from napari_memnet.core.degrade import imresize
 
             before = imresize(before, float(scale))  # the bicubic baseline, same size as clean
         p_before, p_after = psnr(before, clean), psnr(after, clean)
