@@ -125,6 +125,8 @@ def test_fine_tune_layer_pair_live_view_saved_listed_and_restore(make_napari_vie
     assert "tiny-ft" in [m.name for m in list_models("denoise")]
     card = json.loads(model.path.with_suffix(".json").read_text())
     assert card["training"]["steps"] == 4
+    # from scratch the form builds a fast MemNet by default (space-to-depth s = 2)
+    assert card["config"]["unshuffle"] == 2 and not widget.unshuffle.native.isHidden()
     assert card["training"]["validation_psnr_before"] == pytest.approx(vals[0].psnr)
     assert card["training"]["validation_psnr_after"] == pytest.approx(vals[-1].psnr)
     assert "'noisy' \u2192 'clean'" in card["training"]["data"]["description"]
