@@ -350,3 +350,16 @@ def test_progress_bar_text():
     text = stream.getvalue()
     assert "img.png [" in text and "4/4 tiles 100%" in text
     assert format_seconds(3725) == "1:02:05" and format_seconds(None) == "--:--"
+
+
+def test_automatic_precision_has_one_rule_for_restoring_and_training():
+    assert resolve_precision("auto", "cpu") == resolve_precision("auto", "cpu", training=True) == "fp32"
+    assert resolve_precision("auto", "mps") == "fp16" and resolve_precision("auto", "mps", training=True) == "fp32"
+    assert resolve_precision("bf16", "cpu", training=True) == "bf16"
+    from napari_memnet.training.config import TrainConfig
+    from napari_memnet.training.trainer import Trainer
+
+    images = [np.random.default_rng(i).random((40, 40)).astype(np.float32) for i in range(2)]
+    cfg = TrainConfig(arch={"blocks": 1, "recursions": 1, "channels": 4}, steps=1, batch_size=2, patch_size=16,
+                      val_count=1, device="cpu")
+    assert Trainer(cfg, clean=images).precision == resolve_precision("auto", "cpu", training=True)

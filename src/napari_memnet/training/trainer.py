@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..core.devices import resolve_device, use_channels_last
+from ..core.devices import resolve_device, resolve_precision, use_channels_last
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, prepare_data
@@ -99,7 +99,7 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
         self.device = resolve_device(cfg.device)
-        self.precision = cfg.precision if cfg.precision != "auto" else ("bf16" if self.device.type == "cuda" else "fp32")
+        self.precision = resolve_precision(cfg.precision, self.device, training=True)
         self.channels_last = use_channels_last(self.device, cfg.channels_last)
         pairs_given = pairs is not None or bool(cfg.pairs_input_dir)
         need = crop_size(cfg.task, cfg.patch_size, cfg.levels, pairs_given)
