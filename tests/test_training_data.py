@@ -97,6 +97,15 @@ def test_sampler_batches_have_the_degradation_of_their_task(train400, task, leve
         assert set(lv) <= {2, 3, 4}
         for j in range(12):  # blurrier than the target, but close to it
             assert 18 < psnr(x[j], y[j]) < 60
+        # each input is a cut of its image's whole-image degradation, computed once per image and scale
+        from napari_memnet.core.degrade import bicubic_degrade, modcrop
+
+        for (i, s), low in sampler.sr_inputs._cache.items():
+            target = modcrop(data.train[i].target, s)
+            np.testing.assert_allclose(low, bicubic_degrade(target, s), atol=1e-6)
+        assert len(sampler.sr_inputs._cache) <= 2 * 3  # 2 images x 3 scales at most, however many batches
+        sampler.batch(12)
+        assert len(sampler.sr_inputs._cache) <= 2 * 3
     else:
         assert set(lv) == {10}
         assert np.allclose(y * 255, np.round(y * 255), atol=1e-4)  # deblock targets are on the 8-bit grid

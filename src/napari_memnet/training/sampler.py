@@ -7,9 +7,11 @@ draws exactly the batches the uninterrupted run would have drawn.
 
 * denoise: ``input = clean + N(0, sigma/255)``, sigma ~ U[lo, hi] per patch,
   on the device (batched).
-* sr: a patch a little larger than ``patch_size`` (a multiple of every scale) is
-  bicubic down-then-up sampled (MATLAB ``imresize``) on the device, one group per
-  scale, then the centre ``patch_size`` square is cut (away from the patch border).
+* sr: the network input of an image at a scale (the image cropped to a multiple
+  of the scale, MATLAB-bicubic down then up, as ``memnet eval`` and ``restore``
+  see it) is deterministic, so it is computed once per image and scale, on first
+  use, and kept; a patch is then cut at the same place of that input and of the
+  clean image (``SRInputs``).
 * deblock: a ``patch_size + 7`` uint8 patch is JPEG-encoded on the CPU (Pillow) at
   quality ~ U{lo..hi}, and a ``patch_size`` square is cut at a random offset so
   the 8x8 block grid falls at every phase.
@@ -18,26 +20,42 @@ draws exactly the batches the uninterrupted run would have drawn.
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch
 
 from .data import TrainItem
 
-SR_MARGIN = 4  # pixels kept between the cut patch and the border of the resampled patch
-
-
 def crop_size(task: str, patch: int, levels, pairs: bool) -> int:
-    """Side of the square cut from a training image before degradation."""
+    """Side of the square a training image must hold (cut before degradation; for SR, the
+    smallest image that still holds a patch once cropped to a multiple of every scale)."""
     if pairs:
         return patch
     if task == "sr":
-        lcm = math.lcm(*[int(s) for s in levels])
-        return int(math.ceil((patch + 2 * SR_MARGIN) / lcm) * lcm)
+        return patch + max(int(s) for s in levels) - 1
     if task == "deblock":
         return patch + 7
     return patch
+
+
+class SRInputs:
+    """The SR network input of each training image at each scale, computed once (on first use)."""
+
+    def __init__(self, items: list[TrainItem]):
+        self.items = items
+        self._cache: dict[tuple[int, int], np.ndarray] = {}
+
+    def get(self, index: int, scale: int) -> np.ndarray:
+        """``bicubic_degrade`` of image ``index`` cropped to a multiple of ``scale`` (float32)."""
+        key = (index, int(scale))
+        found = self._cache.get(key)
+        if found is None:
+            from ..core.degrade import bicubic_degrade, modcrop
+
+            target = modcrop(self.items[index].target, int(scale))
+            found = np.asarray(bicubic_degrade(target, int(scale)), dtype=np.float32)
+            self._cache[key] = found
+        return found
 
 
 def augment(patch: np.ndarray, k: int) -> np.ndarray:
@@ -65,6 +83,7 @@ class PatchSampler:
         # weight images by how many patch positions they hold (uniform over pixels)
         counts = np.array([(it.target.shape[0] - self.crop + 1) * (it.target.shape[1] - self.crop + 1) for it in items], float)
         self.weights = counts / counts.sum()
+        self.sr_inputs = SRInputs(items) if task == "sr" and not self.pairs else None
         self.rng = np.random.default_rng(seed)
         self.gen = torch.Generator(device=self.device)
         self.gen.manual_seed(int(seed) + 1)
@@ -97,6 +116,8 @@ class PatchSampler:
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor, list]:
         """(input, target, per-sample levels) with input/target (n, 1, P, P) float32 on the device."""
+        if self.sr_inputs is not None:
+            return self._sr_batch(n)
         tgt, inp = self._crops(n, self.crop)
         dev = self.device
         if self.pairs:
@@ -107,22 +128,24 @@ class PatchSampler:
             sigma = lo + (hi - lo) * torch.rand(n, generator=self.gen, device=dev)
             noise = torch.randn(target.shape, generator=self.gen, device=dev)
             return target + noise * (sigma / 255.0).view(-1, 1, 1, 1), target, sigma.tolist()
-        if self.task == "sr":
-            return self._sr_batch(tgt)
         return self._jpeg_batch(tgt)
 
-    def _sr_batch(self, tgt: np.ndarray):
-        from ..core.degrade import bicubic_degrade
-
-        n, p = len(tgt), self.patch
+    def _sr_batch(self, n: int):
+        """n patches cut at the same place of an image's precomputed input at a drawn scale and of the image."""
+        p = self.patch
         scales = self.rng.choice(np.asarray(self.levels), size=n)
-        full = _to(tgt, self.device)
-        degraded = torch.empty_like(full)
-        for s in np.unique(scales):
-            sel = torch.as_tensor(np.flatnonzero(scales == s), device=self.device)
-            degraded[sel] = bicubic_degrade(full[sel], int(s)).to(full.dtype)
-        o = (self.crop - p) // 2
-        return degraded[..., o:o + p, o:o + p].contiguous(), full[..., o:o + p, o:o + p].contiguous(), scales.tolist()
+        idx = self.rng.choice(len(self.items), size=n, p=self.weights)
+        inp = np.empty((n, p, p), np.float32)
+        tgt = np.empty((n, p, p), np.float32)
+        for j, (i, s) in enumerate(zip(idx, scales)):
+            low = self.sr_inputs.get(int(i), int(s))
+            h, w = low.shape
+            y = int(self.rng.integers(0, h - p + 1))
+            x = int(self.rng.integers(0, w - p + 1))
+            k = int(self.rng.integers(0, 8))
+            inp[j] = augment(low[y:y + p, x:x + p], k)
+            tgt[j] = augment(self.items[i].target[y:y + p, x:x + p], k)
+        return _to(inp, self.device), _to(tgt, self.device), scales.tolist()
 
     def _jpeg_batch(self, tgt: np.ndarray):
         from ..core.degrade import jpeg_compress
