@@ -8,7 +8,7 @@ from napari_memnet.models import build_model
 
 
 def random_memnet(blocks: int = 2, recursions: int = 2, channels: int = 8, *, seed: int = 0,
-                  residual_std: float = 0.05):
+                  residual_std: float = 0.05, unshuffle: int = 1):
     """A MemNet with random weights and random BatchNorm statistics (so folding
     matters) whose reconstruction conv has weights of std ``residual_std``
     (the output visibly differs from the input). Seeded, without touching
@@ -16,7 +16,8 @@ def random_memnet(blocks: int = 2, recursions: int = 2, channels: int = 8, *, se
     gen = torch.Generator().manual_seed(seed)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        net = build_model("memnet", {"blocks": blocks, "recursions": recursions, "channels": channels})
+        net = build_model("memnet", {"blocks": blocks, "recursions": recursions, "channels": channels,
+                                     "unshuffle": unshuffle})
     ranges = {"running_mean": (-0.1, 0.1), "running_var": (0.5, 1.5), "weight": (0.5, 1.5), "bias": (-0.1, 0.1)}
     with torch.no_grad():
         for bn in (m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)):

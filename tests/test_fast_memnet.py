@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 
+from _nets import random_memnet
 from napari_memnet import load_model, restore, save_model
 from napari_memnet.core.devices import default_tile_size
 from napari_memnet.restoration.engine import Engine
@@ -20,20 +21,9 @@ from napari_memnet.sample_data import astronaut_uint8
 from napari_memnet.core.tiling import tile_grid
 
 
-def fast(s=2, seed=0, **kw) -> torch.nn.Module:
-    torch.manual_seed(seed)
-    cfg = {"blocks": 2, "recursions": 2, "channels": 8, "unshuffle": s, **kw}
-    net = build_model("memnet", cfg)
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                n = m.num_features
-                m.running_mean.copy_(torch.rand(n, generator=g) * 0.2 - 0.1)
-                m.running_var.copy_(torch.rand(n, generator=g) + 0.5)
-                m.weight.copy_(torch.rand(n, generator=g) + 0.5)
-        net.reconstruct.conv.weight.normal_(0, 0.05, generator=g)
-    return net.eval()
+def fast(s=2, seed=0) -> torch.nn.Module:
+    """A tiny fast MemNet (M2R2 C8, space-to-depth ``s``) with random BatchNorm statistics."""
+    return random_memnet(2, 2, 8, seed=seed, unshuffle=s)
 
 
 @pytest.fixture
