@@ -31,7 +31,8 @@ def images(data: Path) -> dict[str, np.ndarray]:
     from napari_memnet.evaluate import list_images, load_plane
     from napari_memnet.sample_data import astronaut_uint8, make_cells
 
-    out = {f"Set12/{p.stem}": load_plane(p, "denoise") for p in list_images(data / "test" / "Set12")}
+    out = {f"Set12/{p.stem}": load_plane(p, "denoise").astype(np.float32) / 255.0  # uint8 files
+           for p in list_images(data / "test" / "Set12")}
     out["astronaut"] = astronaut_uint8().astype(np.float32) / 255.0
     out["cells"] = np.asarray(make_cells(), np.float32)
     return out
