@@ -81,6 +81,11 @@ class RestoreWidget(Container):
                              choices=[(label, key) for key, label in layer_io.TASK_LABELS.items()])
         self.scale = ComboBox(label="scale", choices=list(SR_SCALES), value=2, visible=False)
         self.model = ComboBox(label="model", choices=self._model_choices)
+        # a long model label must not widen the dock (and squeeze the canvas): elide to ~32 characters
+        from qtpy.QtWidgets import QComboBox
+
+        self.model.native.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.model.native.setMinimumContentsLength(32)
         self.refresh_button = PushButton(text="\u21bb", tooltip="Refresh the model list")
         model_row = Container(widgets=[self.model, self.refresh_button], layout="horizontal",
                               labels=False, label="model")

@@ -88,8 +88,9 @@ def kind_of(card: dict) -> str:
 
 def model_choices(models, task: str, device=None) -> list[tuple[str, str]]:
     """(label, name) of ``models`` (``list_models(task)``): the bundled ones in the rule's order on
-    ``device`` (the default first, marked), then user models. A label says what the model is and
-    what it measured."""
+    ``device`` (the default first, marked), then user models. A label says what the model is
+    (paper or fast MemNet, ...) and its selection PSNR, short enough for a dock widget:
+    "memnet-fast-denoise (fast, Set12 28.51 dB, default on cpu)"."""
     kind = device_kind(device)
     bundled = [m for m in models if m.source == "bundled"]
     ranked = rank(bundled, task, kind)
@@ -100,13 +101,14 @@ def model_choices(models, task: str, device=None) -> list[tuple[str, str]]:
     choices = []
     for name in order:
         info = infos[name]
-        parts = [kind_of(info.card)]
+        parts = [kind_of(info.card).split(" MemNet")[0] if info.card.get("architecture") == "memnet"
+                 else kind_of(info.card)]
         sel = selection_psnr(info.card)
         if sel is not None:
-            parts.append(f"{(info.card.get('selection') or {}).get('benchmark', 'selection')} {sel:.2f} dB")
-        speed = measured_speed(info.card, kind)
-        if speed is not None:
-            parts.append(f"{speed:.3g} MP/s on {kind}")
-        mark = f", default on {kind}" if name == default else ""
-        choices.append((f"{name} ({info.source}{mark}): " + ", ".join(parts), name))
+            parts.append(f"{(info.card.get('selection') or {}).get('benchmark', '').split(' ')[0]} {sel:.2f} dB")
+        if info.source != "bundled":
+            parts.append(info.source)
+        if name == default:
+            parts.append(f"default on {kind}")
+        choices.append((f"{name} ({', '.join(parts)})", name))
     return choices
