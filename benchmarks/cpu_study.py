@@ -27,11 +27,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
 
-TRAIN_DIR = ROOT / ".data" / "train400-train"
-VAL_DIR = ROOT / ".data" / "train400-val"
+# per task: training folder, held-out folder, the script that makes them, and the task's levels
+# (denoise: sigma range and validation sigmas; sr: scales; deblock: JPEG quality range and validation qualities)
+TASK_DATA = {
+    "denoise": (".data/train400-train", ".data/train400-val", "denoise_split.sh",
+                {"levels": (0.0, 75.0), "val_levels": (15, 25, 50)}),
+    "sr": (".data/train291-train", ".data/train291-val", "split291.sh",
+           {"levels": (2, 3, 4), "val_levels": (2, 3, 4), "val_crop": 192}),
+    "deblock": (".data/train291-train", ".data/train291-val", "split291.sh",
+                {"levels": (5, 50), "val_levels": (10, 20), "val_crop": 192}),
+}
 
 # the recipe every candidate starts from; a candidate overrides some keys
-BASE = {"task": "denoise", "levels": (0.0, 75.0), "val_levels": (15, 25, 50), "val_crop": 0,
+BASE = {"val_crop": 0,
         "batch_size": 16, "patch_size": 64, "optimizer": "adam", "lr": 2e-3, "lr_min": 1e-5, "loss": "l2",
         "ema": 0.0, "multi_supervised": True, "clip": 1.0, "recalibrate_batches": 0, "seed": 0}
 
@@ -48,6 +56,18 @@ CANDIDATES = {
     "arch-m6r6c64s4": {"arch": _arch(6, 6, 64, 4)},
     "arch-m4r4c96s4": {"arch": _arch(4, 4, 96, 4)},
 }
+
+
+# issue #15: the space-to-depth factor for SR and deblocking, at the fast denoiser's recipe
+# (M2R3, batch 8 of 48 px, L1, Adam 2e-3 cosine), from scratch or from the fast denoiser's weights
+FAST = {"batch_size": 8, "patch_size": 48, "loss": "l1"}
+for _task in ("sr", "deblock"):
+    CANDIDATES.update({
+        f"{_task}-m2r3c32s1": {"task": _task, "arch": _arch(2, 3, 32, 1), **FAST},
+        f"{_task}-m2r3c64s2": {"task": _task, "arch": _arch(2, 3, 64, 2), **FAST},
+        f"{_task}-m2r3c64s2-init": {"task": _task, "init": "memnet-fast-denoise", **FAST},
+        f"{_task}-m2r3c128s4": {"task": _task, "arch": _arch(2, 3, 128, 4), **FAST},
+    })
 
 
 def recipe_variants(arch: dict, tag: str) -> dict:
@@ -69,7 +89,7 @@ def recipe_variants(arch: dict, tag: str) -> dict:
 def all_candidates() -> dict:
     out = dict(CANDIDATES)
     for name, spec in CANDIDATES.items():
-        if name != "arch-paper-m6r6c64":
+        if name.startswith("arch-") and name != "arch-paper-m6r6c64":
             out.update(recipe_variants(spec["arch"], name.removeprefix("arch-")))
     return out
 
@@ -84,10 +104,13 @@ def run_candidate(name: str, spec: dict, minutes: float, val_every: float, out: 
     from napari_memnet.training.config import TrainConfig
     from napari_memnet.training.trainer import Trainer
 
-    settings = {**BASE, **spec, "name": name, "steps": 10**9, "schedule": "constant"}
-    settings["arch"] = dict(spec.get("arch", {}))
+    task = spec.get("task", "denoise")
+    train_dir, val_dir, _, levels = TASK_DATA[task]
+    settings = {**BASE, "task": task, **levels, **spec, "name": name, "steps": 10**9, "schedule": "constant"}
+    if "arch" in spec:
+        settings["arch"] = dict(spec["arch"])
     cfg = TrainConfig(**settings)
-    trainer = Trainer(cfg, clean=str(TRAIN_DIR), validation=str(VAL_DIR))
+    trainer = Trainer(cfg, clean=str(ROOT / train_dir), validation=str(ROOT / val_dir))
     # how long drawing a batch (crops, augmentation, noise) takes: is it worth moving off the critical path?
     t0 = time.process_time()
     for _ in range(20):
@@ -135,7 +158,7 @@ def run_candidate(name: str, spec: dict, minutes: float, val_every: float, out: 
 def table(out: Path) -> str:
     rows = [json.loads(p.read_text()) for p in sorted(out.glob("*.json"))]
     rows.sort(key=lambda r: -r["final_psnr"])
-    lines = ["| candidate | CPU min | steps | kpx/CPU-s | data % | val PSNR | sigma 15 / 25 / 50 |",
+    lines = ["| candidate | CPU min | steps | kpx/CPU-s | data % | val PSNR | per level |",
              "|---|---|---|---|---|---|---|"]
     for r in rows:
         lv = r["final_per_level"]
@@ -166,8 +189,10 @@ def main(argv=None) -> int:
     unknown = [n for n in args.names if n not in cands]
     if unknown:
         p.error(f"unknown candidates {unknown}; see --list")
-    if not TRAIN_DIR.is_dir() or not VAL_DIR.is_dir():
-        p.error("run `bash benchmarks/denoise_split.sh` first (makes .data/train400-train and -val)")
+    for name in args.names:
+        train_dir, val_dir, script, _ = TASK_DATA[cands[name].get("task", "denoise")]
+        if not (ROOT / train_dir).is_dir() or not (ROOT / val_dir).is_dir():
+            p.error(f"run `bash benchmarks/{script}` first (makes {train_dir} and {val_dir})")
     import torch
 
     torch.set_num_threads(args.threads)

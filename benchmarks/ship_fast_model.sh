@@ -1,0 +1,83 @@
+#!/usr/bin/env bash
+# Ship the fast model of a training run into the package, with its measured numbers.
+#
+#   bash benchmarks/ship_fast_model.sh denoise training-runs/fast-denoise
+#   bash benchmarks/ship_fast_model.sh sr      training-runs/fast-sr
+#   bash benchmarks/ship_fast_model.sh deblock training-runs/fast-deblock
+#
+# 1. Picks the run's model with the higher held-out validation PSNR (training images held out by
+#    denoise_split.sh / split291.sh): RUN/best/NAME (the best validation so far) or RUN/NAME (the end).
+# 2. Copies it to src/napari_memnet/weights/memnet-fast-TASK.{safetensors,json}.
+# 3. Measures what the default-model rule reads and writes it into the cards (benchmarks/card_numbers.py):
+#    the selection PSNR (memnet eval on the task's selection set: Set12 / Set5 / Classic5) and the CPU
+#    speed at 2048 px (memnet bench, the fast model then the paper model in one run).
+# 4. Evaluates on the task's other benchmark sets (denoise: BSD68, BSD200 and BM3D; sr: Set14, BSD100,
+#    Urban100; deblock: LIVE1). Records go to docs/results/. Test sets are used only here, after
+#    training and model selection.
+# SKIP_BENCH=1 skips step 3's speed (keeps the card's speed): for a busy machine.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+task=${1:?usage: ship_fast_model.sh TASK RUN_DIR}
+run=${2:?usage: ship_fast_model.sh TASK RUN_DIR}
+name=memnet-fast-$task
+paper=memnet-$task
+data=${NAPARI_MEMNET_DATA:-../shared/data}/test
+py=${PY:-.venv/bin/python}
+memnet=${MEMNET:-.venv/bin/memnet}
+res=docs/results
+case $task in
+  denoise) selset=Set12; sellevels=15,25,50 ;;
+  sr) selset=Set5; sellevels=2,3,4 ;;
+  deblock) selset=Classic5; sellevels=10,20,30,40 ;;
+  *) echo "unknown task $task" >&2; exit 2 ;;
+esac
+
+pick=$("$py" - "$run" "$name" <<'PY'
+import json, sys
+from pathlib import Path
+run, name = Path(sys.argv[1]), sys.argv[2]
+best = []
+for path in (run / "best" / f"{name}.json", run / f"{name}.json"):
+    if path.exists():
+        psnr = json.loads(path.read_text())["training"].get("validation_psnr_after")
+        if psnr is not None:
+            best.append((psnr, str(path.with_suffix(""))))
+if not best:
+    sys.exit(f"no validated model {name} in {run} (nor in {run}/best)")
+print(max(best)[1])
+PY
+)
+echo "shipping $pick"
+for ext in safetensors json; do
+  cp "$pick.$ext" "src/napari_memnet/weights/$name.$ext.tmp"
+  mv "src/napari_memnet/weights/$name.$ext.tmp" "src/napari_memnet/weights/$name.$ext"
+done
+
+sel_json=$res/$task-$(echo $selset | tr A-Z a-z)-$name.json
+sel="$memnet eval --task $task --data $data --datasets $selset --levels $sellevels --model $name --device cpu --json $sel_json"
+$sel
+"$py" benchmarks/card_numbers.py $name --selection $sel_json --command "$sel"
+
+if [ -z "${SKIP_BENCH:-}" ]; then
+  bench_json=$res/bench_cpu_2048_$name-vs-paper.json
+  [ $task = denoise ] && bench_json=$res/bench_cpu_2048_fast_vs_paper.json
+  bench="$memnet bench --sizes 2048 --no-reference --model $name --versus $paper --versus-max-tiles 3 --json $bench_json"
+  $bench
+  "$py" benchmarks/card_numbers.py $name --speed $bench_json --kind cpu --command "$bench"
+  "$py" benchmarks/card_numbers.py $paper --speed $bench_json --kind cpu --command "$bench"
+fi
+
+case $task in
+  denoise)
+    $memnet eval --task denoise --data "$data" --datasets BSD68 --levels 15,25,50 --model $name --device cpu \
+      --json $res/denoise-bsd68-$name.json
+    $memnet eval --task denoise --data "$data" --datasets BSD200 --levels 30,50,70 --model $name --device cpu \
+      --json $res/denoise-bsd200-$name.json
+    "$py" benchmarks/bm3d_compare.py --model $name --sigmas 25,50 --json $res/bm3d_compare_$name.json ;;
+  sr)
+    $memnet eval --task sr --data "$data" --datasets Set14,BSD100,Urban100_Y --levels 2,3,4 --model $name \
+      --device cpu --json $res/sr-others-$name.json ;;
+  deblock)
+    $memnet eval --task deblock --data "$data" --datasets LIVE1 --levels 10,20,30,40 --model $name \
+      --device cpu --json $res/deblock-live1-$name.json ;;
+esac
