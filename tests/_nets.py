@@ -38,3 +38,20 @@ class OutOfMemoryAbove(torch.nn.Module):
         if x.shape[-1] > self.width:
             raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return self.inner(x)
+
+
+def random_mhnet(channels: int = 8, depth: int = 2, *, seed: int = 0, scale_std: float = 0.5,
+                 residual_std: float = 0.05):
+    """A small MHNet whose block scales (beta, gamma; zero at initialisation, which makes every
+    block the identity) and tail are random, so every block and both attentions act. Seeded,
+    without touching torch's global generator."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_model("mhnet", {"channels": channels, "depth": depth})
+    with torch.no_grad():
+        for name, param in net.named_parameters():
+            if name.endswith(("beta", "gamma")):
+                param.normal_(0.0, scale_std, generator=gen)
+        net.tail.weight.normal_(0.0, residual_std, generator=gen)
+    return net.eval()

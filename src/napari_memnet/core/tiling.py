@@ -11,12 +11,21 @@ balanced: a side of n pixels is cut into ceil(n / tile) nearly equal parts.
 With ``align`` = a > 1 (a space-to-depth network, which is equivariant only to
 shifts by multiples of a) every cut and the halo are multiples of a, so every
 window starts on the a-grid of the image, as the untiled image does.
+
+A network with a GLOBAL receptive field (MHNet: channel attention pools over the
+whole input) cannot be tiled exactly. For it the engine blends instead of
+cropping: each tile's whole window output is weighted by ``blend_weights``
+(1 inside, falling linearly to near 0 over the 2 * halo pixels next to a window
+edge that is not the image border) and the weighted sum is divided by the sum
+of the weights, so neighbouring tiles cross-fade over their 2 * halo overlap.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -80,3 +89,26 @@ def tile_grid(height: int, width: int, tile: int, halo: int, align: int = 1) -> 
 
 def count_tiles(height: int, width: int, tile: int, align: int = 1) -> int:
     return len(_cuts(height, tile, align)) * len(_cuts(width, tile, align))
+
+
+def _ramp(lo: int, hi: int, n: int, halo: int) -> np.ndarray:
+    """1-D weights of a window [lo, hi) of a side of n pixels: a linear ramp over the 2*halo
+    pixels next to each end that is not the image border, 1 elsewhere (never 0)."""
+    size = hi - lo
+    weight = np.ones(size, np.float32)
+    if halo <= 0:
+        return weight
+    width = 2 * halo
+    d = np.arange(size, dtype=np.float32)
+    if lo > 0:
+        weight = np.minimum(weight, (d + 0.5) / width)
+    if hi < n:
+        weight = np.minimum(weight, (size - d - 0.5) / width)
+    return weight
+
+
+def blend_weights(tile: Tile, height: int, width: int, halo: int) -> np.ndarray:
+    """The (window rows, window cols) float32 weights of ``tile``'s output in an overlap blend
+    of a ``height`` x ``width`` plane (see the module docstring); every weight is > 0."""
+    y0, y1, x0, x1 = tile.window
+    return np.outer(_ramp(y0, y1, height, halo), _ramp(x0, x1, width, halo))

@@ -1,11 +1,12 @@
-"""The networks (MemNet, RED30, built by name from a model card's config), their inference forms and the model files and specs."""
+"""The networks (MemNet, RED30, MHNet, built by name from a model card's config), their inference forms and the model files and specs."""
 
 from __future__ import annotations
 
 from .memnet import MemNet, MemNetConfig, euclidean_loss, multi_supervised_loss
+from .mhnet import MHNet, MHNetConfig
 from .rednet import RED30, RED30Config
 
-ARCHITECTURES = {"memnet": (MemNet, MemNetConfig), "red30": (RED30, RED30Config)}
+ARCHITECTURES = {"memnet": (MemNet, MemNetConfig), "red30": (RED30, RED30Config), "mhnet": (MHNet, MHNetConfig)}
 
 
 def build_model(architecture: str, config: dict | None = None):
@@ -25,7 +26,7 @@ def build_model(architecture: str, config: dict | None = None):
 
 
 def inference_module(model):
-    """The fastest exact eval-mode form of ``model`` (BN folded for MemNet)."""
+    """The fastest exact eval-mode form of ``model`` (BN folded for MemNet; MHNet and RED30 as they are)."""
     from .fused import fuse_memnet
 
     model = model.eval()
@@ -44,6 +45,8 @@ __all__ = [
     "ARCHITECTURES",
     "MemNet",
     "MemNetConfig",
+    "MHNet",
+    "MHNetConfig",
     "RED30",
     "RED30Config",
     "build_model",

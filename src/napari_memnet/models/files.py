@@ -284,7 +284,9 @@ def _infer_architecture(state: dict) -> tuple[str, dict]:
         w = state["convs.0.weight"]
         return "red30", {"in_channels": int(w.shape[1]), "channels": int(w.shape[0]),
                          "layers": len({k.split(".")[1] for k in state if k.startswith("convs.")})}
-    raise ModelFileError("state dict is neither a MemNet nor a RED30 (unknown keys)")
+    if "attention.qkv.weight" in state:  # the attention's head count is not in the shapes
+        raise ModelFileError("an MHNet state dict needs its .json model card (the weights alone do not say its heads)")
+    raise ModelFileError("state dict is neither a MemNet, a RED30 nor an MHNet (unknown keys)")
 
 
 def _load_torch_file(path: Path) -> RestorationModel:

@@ -11,6 +11,12 @@ engine may serve many callers and threads (``restoration.cache``).
 restores a plane tile by tile with a halo of the receptive radius (so tiled
 equals untiled); a CUDA (or host) out-of-memory error halves THAT runner's
 tile and restarts the plane, never the shared engine's.
+
+A network with a global receptive field (``global_context``: MHNet) cannot be
+tiled exactly; its engine ``blend``s overlapping tiles instead
+(``core.tiling.blend_weights``: each window's whole output, weighted, summed
+and normalised), which leaves a small measured seam error (docs/architecture.md).
+A plane that fits in one tile is never split, so it is exact either way.
 """
 
 from __future__ import annotations
@@ -20,7 +26,7 @@ from collections.abc import Generator
 
 import numpy as np
 
-from ..core.tiling import count_tiles, tile_grid
+from ..core.tiling import align_up, blend_weights, count_tiles, tile_grid
 from .events import check_cancel
 
 MIN_RETRY_TILE = 32  # out-of-memory retries stop below this tile side
@@ -70,6 +76,7 @@ class Engine:
         self.halo = int(self.model.receptive_radius)
         self.align = int(self.model.alignment)  # tiles on the space-to-depth grid
         network = self.model.network
+        self.blend = bool(getattr(network, "global_context", False))  # overlap blending instead of exact crops
         was_training = network.training
         module = self.model.inference_module()
         if module is network:  # nothing to fold: work on a copy, never on the caller's network
@@ -122,7 +129,11 @@ class PlaneRunner:
         self.planes += 1
         while True:
             try:
-                for tile in tile_grid(h, w, self.tile, engine.halo, engine.align):
+                tiles = tile_grid(h, w, self.tile, engine.halo, engine.align)
+                if engine.blend and len(tiles) > 1:
+                    yield from self._run_blended(plane, out, tiles, cancel)
+                    return
+                for tile in tiles:
                     check_cancel(cancel)
                     y = engine.forward(plane[tile.window_slices])[tile.crop]
                     out[tile.core_slices] = y.float().cpu().numpy()
@@ -138,6 +149,23 @@ class PlaneRunner:
                     torch.cuda.empty_cache()
                 self.tile = max(MIN_RETRY_TILE, self.tile // 2)
                 yield RETILED
+
+    def _run_blended(self, plane: np.ndarray, out: np.ndarray, tiles, cancel) -> Generator:
+        """Overlap blending (a global-context network): sum of weighted window outputs / sum of weights."""
+        engine = self.engine
+        h, w = plane.shape
+        halo = align_up(engine.halo, engine.align)
+        out[...] = 0.0
+        total = np.zeros(plane.shape, dtype=np.float32)
+        for tile in tiles:
+            check_cancel(cancel)
+            weight = blend_weights(tile, h, w, halo)
+            y = engine.forward(plane[tile.window_slices]).float().cpu().numpy()
+            out[tile.window_slices] += weight * y
+            total[tile.window_slices] += weight
+            del y
+            yield None
+        np.divide(out, total, out=out)
 
     def restore(self, plane: np.ndarray, cancel=None) -> np.ndarray:
         """``run`` to the end: the restored float32 plane."""
