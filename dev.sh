@@ -38,7 +38,7 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
   [ -x "$PY" ] || "$PYTHON" -m venv "$VENV"
   "$PY" -m pip install -q --upgrade pip
   "$PY" -m pip install -q torch==2.13.0
-  "$PY" -m pip install -q -e ".[testing,dask]"
+  "$PY" -m pip install -q -e ".[testing,dask,bioimageio]"
   touch "$stamp"
 fi
 

@@ -14,6 +14,8 @@ _LAZY = {
     "load_model": ("napari_memnet.models.files", "load_model"),
     "save_model": ("napari_memnet.models.files", "save_model"),
     "ModelFileError": ("napari_memnet.models.files", "ModelFileError"),
+    "export_bioimageio": ("napari_memnet.zoo.export", "export_bioimageio"),
+    "import_bioimageio": ("napari_memnet.zoo.install", "import_bioimageio"),
 }
 
 __all__ = ["__version__", *_LAZY]

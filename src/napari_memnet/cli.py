@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "restore": "restore",
     "train": "train",
     "bench": "bench",
+    "export-bioimageio": "export_bioimageio",
+    "import-bioimageio": "import_bioimageio",
 }
 
 
