@@ -21,7 +21,7 @@ import time
 
 from ..core.tasks import TASK_NAMES
 from ..core.timefmt import format_seconds
-from ..training.config import DEFAULT_ARCH, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES
+from ..training.config import DEFAULT_ARCH, LOSSES, OPTIMIZERS, PRECISIONS, SCHEDULES, SELF_SUPERVISED
 
 
 def _floats(text: str) -> list[float]:
@@ -40,6 +40,12 @@ def register(sub) -> None:
     a("--task", choices=TASK_NAMES)
     a("--clean-dir", nargs="+", metavar="DIR", help="folder(s) of clean images (degraded on the fly)")
     a("--pairs", nargs=2, metavar=("DEGRADED_DIR", "CLEAN_DIR"), help="folders of real pairs matched by file name")
+    a("--noisy", dest="noisy_dir", metavar="DIR",
+      help="folder of noisy images alone: self-supervised denoising (from the bundled CPU default denoiser "
+           "unless --init or --arch/--blocks... are given)")
+    a("--self-supervised", choices=SELF_SUPERVISED, help="the objective with --noisy (default: the first)")
+    a("--freeze-batchnorm", action=argparse.BooleanOptionalAction, default=None,
+      help="normalise by the base model's BatchNorm statistics while training (default: on with --noisy and a model)")
     a("--levels", type=_floats, help="denoise: sigma range lo,hi; sr: scales 2,3,4; deblock: JPEG quality range lo,hi")
     a("--arch", dest="architecture", choices=tuple(DEFAULT_ARCH))
     a("--blocks", type=int, help="MemNet memory blocks M")
@@ -97,7 +103,8 @@ _CONFIG_KEYS = ("task", "levels", "architecture", "init", "steps", "batch_size",
                 "lr_min", "schedule", "lr_step", "warmup_steps", "weight_decay", "clip", "seed", "device", "precision",
                 "channels_last", "compile", "threads", "out_dir", "name", "checkpoint_every", "validate_every",
                 "log_every", "recalibrate_batches", "val_dir", "val_count", "val_fraction", "val_crop", "val_levels",
-                "clean_dir", "loss", "ema", "minutes", "checkpoint_minutes")
+                "clean_dir", "loss", "ema", "minutes", "checkpoint_minutes", "noisy_dir", "self_supervised",
+                "freeze_batchnorm")
 
 
 def build_config(args):
@@ -165,7 +172,12 @@ def run(args) -> int:
 
     try:
         cfg = build_config(args)
-        trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
+        if cfg.noisy_dir:  # noisy images alone
+            from ..training.self_supervised import SelfSupervisedTrainer
+
+            trainer = SelfSupervisedTrainer(cfg, resume=args.resume, overwrite=args.overwrite)
+        else:
+            trainer = Trainer(cfg, resume=args.resume, overwrite=args.overwrite)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     failed = False

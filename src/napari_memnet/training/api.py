@@ -12,7 +12,7 @@ from .intensity_maps import RESTORE, check_rule
 from .trainer import Trainer
 
 
-def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architecture: dict | str | None = None,
+def fine_tune(clean=None, pairs=None, *, noisy=None, task: str, base_model=None, architecture: dict | str | None = None,
               steps: int = 1000, patch_size: int = 31, batch_size: int = 16, lr: float | None = None,
               multi_supervised: bool = True, name: str, levels=None, device: str = "auto", validation=None,
               callback: Callable[[TrainingEvent], None] | None = None, stop=None, out_dir=None,
@@ -20,7 +20,11 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
     """Train a model on ``clean`` images (degraded on the fly) or real ``pairs``; save it as ``name``.
 
     ``clean``: a folder, or a list of image paths or arrays. ``pairs``: ``(degraded_folder, clean_folder)``
-    matched by file name, or a list of ``(degraded, clean)`` arrays.
+    matched by file name, or a list of ``(degraded, clean)`` arrays. ``noisy``: noisy images alone (a
+    folder, paths or arrays; ``task="denoise"``): self-supervised training (``self_supervised.py``,
+    objective ``self_supervised=`` "neighbor2neighbor" or "blindspot"), from the bundled CPU default
+    denoiser unless ``base_model`` or ``architecture`` says otherwise; validation is the objective on
+    held-out noisy images (``validation``: a fraction, a count, or noisy images).
     ``base_model``: name/path of a model to fine-tune (its architecture is kept); otherwise a fresh
     network of ``architecture`` ("memnet", "red30", or a dict such as ``{"blocks": 2, "recursions": 2,
     "channels": 16}``, optionally with an ``"architecture"`` key).
@@ -83,8 +87,16 @@ def fine_tune(clean=None, pairs=None, *, task: str, base_model=None, architectur
                       model_dir=str(model_dir) if model_dir is not None else None, **config)
     check_rule(intensity)
     # the Trainer applies check_outputs before it reads any data
-    trainer = Trainer(cfg, clean=clean, pairs=pairs, validation=val_source, intensity=intensity,
-                      resume=bool(resume), stop=stop, overwrite=bool(overwrite))
+    if noisy is not None:
+        if clean is not None or pairs is not None:
+            raise ValueError("give exactly one training source: clean=, pairs= or noisy=")
+        from .self_supervised import SelfSupervisedTrainer
+
+        trainer = SelfSupervisedTrainer(cfg, noisy=noisy, validation=val_source, intensity=intensity,
+                                        resume=bool(resume), stop=stop, overwrite=bool(overwrite))
+    else:
+        trainer = Trainer(cfg, clean=clean, pairs=pairs, validation=val_source, intensity=intensity,
+                          resume=bool(resume), stop=stop, overwrite=bool(overwrite))
     finished = None
     for event in trainer.run():
         if callback is not None:

@@ -55,3 +55,10 @@ def recalibrate_batchnorm(network: nn.Module, batches: Iterable[torch.Tensor],
     if count == 0:
         raise ValueError("recalibrate_batchnorm needs at least one batch")
     return count
+
+
+def freeze_batchnorm(network: nn.Module) -> None:
+    """Put every BatchNorm of ``network`` in eval mode (normalise by the running statistics and keep
+    them) whatever the mode of the rest: fine-tuning with frozen statistics (``TrainConfig.freeze_batchnorm``)."""
+    for bn in batchnorm_layers(network):
+        bn.eval()

@@ -22,6 +22,9 @@ OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 LOSSES = ("l2", "l1", "charbonnier")
+# self-supervised objectives for noisy images alone (self_supervised.py); the first is the default (measured,
+# docs/self-supervised.md)
+SELF_SUPERVISED = ("neighbor2neighbor", "blindspot")
 
 DEFAULT_LEVELS = {name: task.train_levels for name, task in TASKS.items()}  # read from the task registry
 DEFAULT_ARCH = {"memnet": {"blocks": 6, "recursions": 6, "channels": 64}, "red30": {"layers": 15, "channels": 64}}
@@ -45,6 +48,8 @@ class TrainConfig:
     clean_dir: str | None = None
     pairs_input_dir: str | None = None
     pairs_target_dir: str | None = None
+    noisy_dir: str | None = None  # noisy images alone: self-supervised training (self_supervised.py)
+    self_supervised: str | None = None  # its objective, one of SELF_SUPERVISED (None: the first)
     val_dir: str | None = None  # held-out clean images (synthetic data)
     val_pairs_input_dir: str | None = None  # held-out pairs (real-pair data)
     val_pairs_target_dir: str | None = None
@@ -86,6 +91,9 @@ class TrainConfig:
     # after the last step: BatchNorm running statistics re-estimated over this many training batches
     # (bn_calibration.py; 0: keep the running averages of training). Networks without BatchNorm: nothing.
     recalibrate_batches: int = 20
+    # BatchNorm normalises by the running statistics of the base model during training too (and no
+    # recalibration): None = on for self-supervised runs from a model (self_supervised.py), else off
+    freeze_batchnorm: bool | None = None
 
     def __post_init__(self):
         self.levels = tuple(self.levels) if self.levels else DEFAULT_LEVELS.get(self.task, ())
@@ -106,6 +114,8 @@ class TrainConfig:
             problems.append(f"minutes must be a positive number of minutes (or None), got {self.minutes!r}")
         if not (isinstance(self.checkpoint_minutes, (int, float)) and self.checkpoint_minutes > 0):
             problems.append(f"checkpoint_minutes must be a positive number, got {self.checkpoint_minutes!r}")
+        if self.self_supervised is not None and self.self_supervised not in SELF_SUPERVISED:
+            problems.append(f"self_supervised must be one of {SELF_SUPERVISED}, got {self.self_supervised!r}")
         if self.optimizer not in OPTIMIZERS:
             problems.append(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
         if self.schedule is not None and self.schedule not in SCHEDULES:

@@ -70,7 +70,10 @@ class Step(TrainingEvent):
 
 @dataclass
 class Validation(TrainingEvent):
-    """PSNR (dB) of the model on the held-out validation items."""
+    """PSNR (dB) of the model on the held-out validation items.
+
+    Self-supervised runs (noisy images alone): ``psnr`` is ``-10 log10(mse)`` of the objective against
+    the held-out NOISY targets (level ``"self-supervised"``), and ``self_supervised_loss`` its loss."""
 
     kind = "validation"
     step: int
@@ -79,6 +82,7 @@ class Validation(TrainingEvent):
     base_model_psnr: float | None = None  # the model before this run's first step
     per_level: dict = field(default_factory=dict)  # level -> {"psnr":..., "baseline_psnr":...}
     seconds: float = 0.0
+    self_supervised_loss: float | None = None  # self-supervised runs only
 
 
 @dataclass

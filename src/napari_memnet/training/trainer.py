@@ -43,7 +43,7 @@ from .config import TrainConfig
 from .data import TrainingData, prepare_data
 from .ema import WeightAverage
 from .losses import supervised_loss
-from .bn_calibration import batchnorm_layers, recalibrate_batchnorm
+from .bn_calibration import batchnorm_layers, freeze_batchnorm, recalibrate_batchnorm
 from .events import (
     EVENTS_NAME,
     BatchNormRecalibrated,
@@ -121,6 +121,7 @@ class Trainer:
         self.resumed = False
         self.overwrite = overwrite
         self.ema = WeightAverage(self.net, cfg.ema) if cfg.ema else None
+        self.frozen_batchnorm = bool(cfg.freeze_batchnorm)  # (self_supervised.py: on by default from a model)
         ckpt = self.checkpoint_path
         if resume and ckpt is not None and ckpt.exists():
             meta = load_checkpoint(ckpt, model=self.net, optimizer=self.optimizer, sampler=self.sampler,
@@ -184,21 +185,27 @@ class Trainer:
             return torch.autocast(self.device.type, dtype=torch.bfloat16)
         return nullcontext()
 
+    def outputs(self, inp):
+        """(final output, branch outputs or None) of the trained network (``forward``)."""
+        return self.forward(inp, return_branches=True) if self.multi_supervised else (self.forward(inp), None)
+
+    def loss(self, inp, tgt):
+        """(loss, branch losses) of a batch against its clean target (self_supervised.py: noisy alone)."""
+        return supervised_loss(self.config.loss, *self.outputs(inp), tgt)
+
     def train_step(self) -> dict:
         """One optimisation step; returns the numbers a Step event reports."""
         cfg = self.config
         lr = cfg.lr_at(self.step)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        if self.frozen_batchnorm:
+            freeze_batchnorm(self.net)
         inp, tgt, _levels = self.sampler.batch(cfg.batch_size)
         if self.channels_last:
             inp = inp.contiguous(memory_format=torch.channels_last)
         with self._autocast():
-            if self.multi_supervised:
-                final, branches = self.forward(inp, return_branches=True)
-            else:
-                final, branches = self.forward(inp), None
-            loss, branch_losses = supervised_loss(cfg.loss, final, branches, tgt)
+            loss, branch_losses = self.loss(inp, tgt)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.resolved_clip)
@@ -257,8 +264,8 @@ class Trainer:
     # ------------------------------------------------------------------ BatchNorm statistics
     @property
     def recalibrates(self) -> bool:
-        """Whether the run ends with ``recalibrate`` (``recalibrate_batches`` > 0 and BatchNorm in the network)."""
-        return self.config.recalibrate_batches > 0 and bool(batchnorm_layers(self.net))
+        """Whether the run ends with ``recalibrate`` (``recalibrate_batches`` > 0, BatchNorm in the network, not frozen)."""
+        return self.config.recalibrate_batches > 0 and bool(batchnorm_layers(self.net)) and not self.frozen_batchnorm
 
     def recalibrate(self) -> BatchNormRecalibrated | None:
         """Set every BatchNorm's running statistics to their average over ``recalibrate_batches`` fresh

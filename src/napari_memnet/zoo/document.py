@@ -112,10 +112,13 @@ def readme(card: dict, *, task_label: str, scale: int, version: str, torchscript
 
 
 def cover(test_input: np.ndarray, test_output: np.ndarray) -> np.ndarray:
-    """A uint8 (H, 2W) picture: the test input (nearest-upscaled to the output's size) beside the output."""
+    """A uint8 picture: the test input (nearest-upscaled to the output's size) beside the output,
+    both enlarged by pixel repetition to at least 256 px high."""
     out = np.asarray(test_output, dtype=np.float32)
     inp = np.asarray(test_input, dtype=np.float32)
     ry, rx = out.shape[0] // inp.shape[0], out.shape[1] // inp.shape[1]
     inp = np.repeat(np.repeat(inp, ry, axis=0), rx, axis=1)[: out.shape[0], : out.shape[1]]
     both = np.concatenate([inp, out], axis=1)
+    zoom = max(1, -(-256 // both.shape[0]))
+    both = np.repeat(np.repeat(both, zoom, axis=0), zoom, axis=1)
     return np.clip(np.rint(both), 0, 255).astype(np.uint8)
