@@ -53,14 +53,13 @@ def _image(shape=(41, 38), seed=3):
 
 @needs_bioimageio
 def test_an_sr_package_passes_the_validator_and_round_trips(tmp_path):
-    from bioimageio.core import test_model
-
     from napari_memnet import export_bioimageio, import_bioimageio, restore
+    from napari_memnet.zoo.export import validate_package
 
     info = _tiny(tmp_path, "sr")
     pkg = export_bioimageio(info.path, tmp_path / "tiny-sr.zip", scale=2, test_size=48)
-    summary = test_model(pkg)
-    assert summary.status == "passed", summary.format()
+    passed, summary = validate_package(pkg)  # bioimageio.core's test_model, as `bioimageio test`
+    assert passed, summary
     names = set(zipfile.ZipFile(pkg).namelist())
     assert {"rdf.yaml", "weights.pt", "weights_torchscript.pt", "architecture.py", "README.md", "cover.png",
             "test_input.npy", "test_output.npy"} <= names
@@ -89,9 +88,13 @@ def test_the_cli_exports_and_imports_a_fast_denoiser(tmp_path, capsys):
     assert "installed tiny" in capsys.readouterr().out
     assert main(["import-bioimageio", str(out)]) == 2  # it exists now: no silent overwrite
     assert "already exists" in capsys.readouterr().err
+    folder = tmp_path / "unpacked"
+    zipfile.ZipFile(out).extractall(folder)  # a package as a folder installs the same
+    assert main(["import-bioimageio", str(folder), "--name", "from-folder"]) == 0
     image = _image((37, 45))
-    assert np.array_equal(restore(image, "denoise", model=info.path, device="cpu"),
-                          restore(image, "denoise", model="tiny", device="cpu"))
+    expected = restore(image, "denoise", model=info.path, device="cpu")
+    for name in ("tiny", "from-folder"):
+        assert np.array_equal(restore(image, "denoise", model=name, device="cpu"), expected)
     readme = zipfile.ZipFile(out).read("README.md").decode()
     assert "Tai" in readme and "ICCV 2017" in readme and "BSD-3-Clause" in readme and "| none | 1 | 1.0" in readme
 

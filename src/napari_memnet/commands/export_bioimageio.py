@@ -14,6 +14,8 @@ def register(sub) -> None:
                    help="an 8-bit gray image to use as the test input (default: a degraded crop of the bundled "
                         "sample)")
     p.add_argument("--no-torchscript", action="store_true", help="only pytorch_state_dict weights")
+    p.add_argument("--validate", action="store_true",
+                   help="then run the reference validator on it (bioimageio test); exit 1 if it fails")
     p.set_defaults(func=run)
 
 
@@ -21,7 +23,7 @@ def run(args) -> int:
     from ..cli import CommandError
     from ..core.images import read_image
     from ..models.files import ModelFileError
-    from ..zoo.export import export_bioimageio
+    from ..zoo.export import export_bioimageio, validate_package
 
     try:
         image = read_image(args.test_image) if args.test_image else None
@@ -29,5 +31,10 @@ def run(args) -> int:
                                 torchscript=not args.no_torchscript)
     except (ImportError, ModelFileError, ValueError, OSError) as exc:
         raise CommandError(str(exc)) from None
-    print(f"wrote {out}; check it with: bioimageio test {out}")
-    return 0
+    if not args.validate:
+        print(f"wrote {out}; check it with: bioimageio test {out}")
+        return 0
+    passed, summary = validate_package(out)
+    print(summary)
+    print(f"wrote {out}; the validator {'passed' if passed else 'FAILED'}")
+    return 0 if passed else 1

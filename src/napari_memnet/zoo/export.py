@@ -51,6 +51,16 @@ def require_bioimageio():
         raise ImportError(f"BioImage Model Zoo export and import need bioimageio.spec: {EXTRA_HINT}") from None
 
 
+def validate_package(path) -> tuple[bool, str]:
+    """Run the reference validator (bioimageio.core's ``test_model``, as ``bioimageio test``) on
+    a package: ``(passed, the summary as text)``."""
+    require_bioimageio()
+    from bioimageio.core import test_model
+
+    summary = test_model(str(path))
+    return summary.status == "passed", summary.format()
+
+
 def make_test_input(task: str, scale: int, size: int, image=None, seed: int = 0) -> np.ndarray:
     """A float32 (H, W) test input on the 0..255 scale, whole numbers (an 8-bit image).
 
