@@ -6,7 +6,9 @@ Four sources, named by the ``SOURCE_*`` constants:
 * layer pairs (degraded, clean), registered pixel for pixel (for super-resolution
   the clean layer is ``scale`` times larger);
 * two folders of images matched by file name (TIFF, PNG, JPEG, BMP);
-* clean layers, or a folder of clean images, degraded on the fly by the engine.
+* clean layers, or a folder of clean images, degraded on the fly by the engine;
+* noisy layers, or a folder of noisy images, alone: self-supervised denoising
+  (``training.self_supervised``), read, mapped and split as clean layers are.
 
 Validation is one of ``VAL_*``: a held-out region of every image (the far end of
 its longer axis; layer sources only), a held-out fraction of the images/pairs,
@@ -41,8 +43,12 @@ SOURCE_LAYER_PAIRS = "layer pairs (degraded, clean)"
 SOURCE_FOLDER_PAIRS = "folder pairs (matched by name)"
 SOURCE_CLEAN_LAYERS = "clean layers (synthetic degradation)"
 SOURCE_CLEAN_FOLDER = "clean folder (synthetic degradation)"
-SOURCES = (SOURCE_LAYER_PAIRS, SOURCE_FOLDER_PAIRS, SOURCE_CLEAN_LAYERS, SOURCE_CLEAN_FOLDER)
-LAYER_SOURCES = (SOURCE_LAYER_PAIRS, SOURCE_CLEAN_LAYERS)
+SOURCE_NOISY_LAYERS = "noisy layers only (self-supervised)"
+SOURCE_NOISY_FOLDER = "noisy folder only (self-supervised)"
+SOURCES = (SOURCE_LAYER_PAIRS, SOURCE_FOLDER_PAIRS, SOURCE_CLEAN_LAYERS, SOURCE_CLEAN_FOLDER,
+           SOURCE_NOISY_LAYERS, SOURCE_NOISY_FOLDER)
+LAYER_SOURCES = (SOURCE_LAYER_PAIRS, SOURCE_CLEAN_LAYERS, SOURCE_NOISY_LAYERS)
+NOISY_SOURCES = (SOURCE_NOISY_LAYERS, SOURCE_NOISY_FOLDER)  # self-supervised: noisy images alone
 
 VAL_REGION = "held-out region of each image"
 VAL_FRACTION = "held-out fraction of the images"
@@ -55,10 +61,11 @@ LEVEL_HELP = {name: task.widget_levels_help for name, task in TASKS.items()}
 
 @dataclass
 class DataRequest:
-    """What the engine gets: ``clean`` or ``pairs``, optional explicit ``validation``."""
+    """What the engine gets: ``clean``, ``pairs`` or ``noisy``, optional explicit ``validation``."""
 
     source: str
     clean: list | str | None = None
+    noisy: list | str | None = None
     pairs: list | tuple | None = None
     validation: list | tuple | None = None
     val_fraction: float | None = None  # hold out whole images (engine side)
@@ -208,10 +215,12 @@ def from_layer_pairs(pairs, task: str, validation: str, fraction: float, world_p
                        split=(validation, fraction, task))
 
 
-def from_clean_layers(layers, validation: str, fraction: float, world_point=None) -> DataRequest:
-    """Request from clean layers (the engine degrades them on the fly; checked, not read: ``materialize``)."""
+def from_clean_layers(layers, validation: str, fraction: float, world_point=None, noisy: bool = False) -> DataRequest:
+    """Request from clean layers (the engine degrades them on the fly), or with ``noisy`` from noisy
+    layers alone (self-supervised); checked, not read: ``materialize``."""
+    kind = "noisy" if noisy else "clean"
     if not layers:
-        raise ValueError("no clean layer chosen: select one or more image layers")
+        raise ValueError(f"no {kind} layer chosen: select one or more image layers")
     problems, planes = [], []
     for layer in layers:
         try:
@@ -220,9 +229,9 @@ def from_clean_layers(layers, validation: str, fraction: float, world_point=None
             problems.append(f"{layer.name!r}: {exc}")
     if problems:
         raise ValueError(_report(problems))
-    return DataRequest(SOURCE_CLEAN_LAYERS, names=[repr(la.name) for la in layers],
+    return DataRequest(SOURCE_NOISY_LAYERS if noisy else SOURCE_CLEAN_LAYERS, names=[repr(la.name) for la in layers],
                        val_names=[f"validation region of {la.name!r}" for la in layers], intensity="as-is",
-                       description="napari clean layers: " + ", ".join(repr(la.name) for la in layers),
+                       description=f"napari {kind} layers: " + ", ".join(repr(la.name) for la in layers),
                        layers=planes, split=(validation, fraction, None))
 
 
@@ -290,9 +299,13 @@ def _split_images(req: DataRequest, planes: list, validation: str, fraction: flo
             val.append(va)
             if i == 0:
                 req.preview_origin = (req.layers[0].layer, offset, va.shape[:2])
-        req.clean, req.validation = train, val
+        planes, req.validation = train, val
+    if req.source in NOISY_SOURCES:
+        req.noisy = planes
+    else:
+        req.clean = planes
+    if validation == VAL_REGION:
         return
-    req.clean = planes
     _hold_out_fraction(req, len(planes), "image", validation, fraction)
 
 
@@ -317,14 +330,15 @@ def from_folder_pairs(degraded_dir, clean_dir, validation: str, fraction: float)
                        description=f"folder pairs {deg} -> {cln}")
 
 
-def from_clean_folder(folder, validation: str, fraction: float) -> DataRequest:
-    """Request from a folder of clean images (degraded on the fly)."""
-    path = _folder(folder, "clean")
+def from_clean_folder(folder, validation: str, fraction: float, noisy: bool = False) -> DataRequest:
+    """Request from a folder of clean images (degraded on the fly), or with ``noisy`` of noisy images alone."""
+    kind = "noisy" if noisy else "clean"
+    path = _folder(folder, kind)
     if validation == VAL_REGION:
         raise ValueError(f"'{VAL_REGION}' is for layer sources; for folders choose '{VAL_FRACTION}'")
-    return DataRequest(SOURCE_CLEAN_FOLDER, clean=str(path),
-                       val_fraction=fraction if validation == VAL_FRACTION else None,
-                       description=f"clean images from {path}")
+    return DataRequest(SOURCE_NOISY_FOLDER if noisy else SOURCE_CLEAN_FOLDER, clean=None if noisy else str(path),
+                       noisy=str(path) if noisy else None, val_fraction=fraction if validation == VAL_FRACTION else None,
+                       description=f"{kind} images from {path}")
 
 
 def preview_placement(request: DataRequest, preview_shape) -> dict:
@@ -352,6 +366,13 @@ def check_request(request: DataRequest, config):
     from ..training.sampler import crop_size
 
     materialize(request)
+    if request.noisy is not None:  # noisy images alone
+        from ..training.noisy_data import prepare_noisy_data
+
+        data = prepare_noisy_data(config, request.noisy, request.validation, intensity=request.intensity,
+                                  names=request.names or None, val_names=request.val_names or None)
+        data.description = request.description
+        return data
     need = crop_size(config.task, config.patch_size, config.levels, request.pairs is not None)
     data = prepare_data(config, clean=request.clean, pairs=request.pairs, validation=request.validation,
                         min_size=need, intensity=request.intensity, names=request.names or None,

@@ -71,13 +71,16 @@ def train_job(request: DataRequest, config_kwargs: dict, *, resume: bool, stop: 
     """Worker generator: yields events, returns a ``JobOutcome`` (see the module docstring)."""
     from ..training.config import TrainConfig
     from ..training.events import BatchNormRecalibrated, Failed, Finished, Step, Validation
+    from ..training.noisy_data import SOURCE as NOISY
+    from ..training.self_supervised import SelfSupervisedTrainer
     from ..training.trainer import Trainer
 
     start = time.perf_counter()
     try:
         config = TrainConfig(**config_kwargs)
         data = check_request(request, config)
-        trainer = Trainer(config, data=data, resume=resume, stop=stop)
+        trainer_class = SelfSupervisedTrainer if data.source == NOISY else Trainer  # noisy images alone
+        trainer = trainer_class(config, data=data, resume=resume, stop=stop)
     except (ValueError, FileNotFoundError) as exc:
         return JobOutcome(error=str(exc), refused=True, seconds=time.perf_counter() - start)
     yield DataChecked(len(data.train), len(data.val), data.description, list(request.notes))

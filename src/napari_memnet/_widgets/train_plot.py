@@ -19,6 +19,8 @@ from qtpy.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 PALETTE = ("#f0c419", "#4fc3f7", "#ef5350", "#81c784", "#ba68c8", "#ffb74d", "#90a4ae", "#f06292")
 MAX_POINTS = 1500  # per series; older points are thinned out beyond this
+PSNR_TITLE = "validation PSNR (dB) vs step"
+SELF_SUPERVISED_TITLE = "self-supervised validation: -10 log10(MSE) vs noisy targets (dB)"
 
 
 def _nice_step(span: float, ticks: int = 4) -> float:
@@ -250,7 +252,7 @@ class LiveView(QWidget):
     def __init__(self, parent=None):
         super().__init__(parent)
         self.loss_plot = LinePlot("training loss vs step (log scale)", log_y=True)
-        self.psnr_plot = LinePlot("validation PSNR (dB) vs step")
+        self.psnr_plot = LinePlot(PSNR_TITLE)
         self.weight_bars = WeightBars()
         self.weights_text = QLabel("")
         self.weights_text.setWordWrap(True)
@@ -264,6 +266,7 @@ class LiveView(QWidget):
         self._ema = None
         self.loss_plot.clear()
         self.psnr_plot.clear()
+        self.psnr_plot.title = PSNR_TITLE
         self.weight_bars.set_weights([])
         self.weights_text.setText("")
 
@@ -279,6 +282,10 @@ class LiveView(QWidget):
                 self.weight_bars.set_weights(event.branch_weights)
                 self.weights_text.setText("w_m: " + self.weight_bars.text())
         elif kind == "validation":
+            if getattr(event, "self_supervised_loss", None) is not None:  # noisy images alone: no clean PSNR
+                self.loss_plot.append("validation (self-supervised)", event.step, event.self_supervised_loss,
+                                      color="#ef5350", width=2.0)
+                self.psnr_plot.title = SELF_SUPERVISED_TITLE
             self.psnr_plot.append("model", event.step, event.psnr, color="#4fc3f7", width=2.0)
             self.psnr_plot.set_hline("base model", event.base_model_psnr, color="#81c784")
             self.psnr_plot.set_hline("input", event.baseline_psnr, color="#9e9e9e")

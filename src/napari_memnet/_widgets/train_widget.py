@@ -130,7 +130,7 @@ class TrainWidget(Container):
         layout.addWidget(self.live)
         layout.addWidget(self.restore_button.native)
 
-        self.source.changed.connect(self._update_visibility)
+        self.source.changed.connect(self._on_source_changed)
         self.validation.changed.connect(self._update_visibility)
         self.task.changed.connect(self._on_task_changed)
         self.base_model.changed.connect(self._update_visibility)
@@ -210,13 +210,27 @@ class TrainWidget(Container):
         self.base_model.reset_choices()
         self._update_visibility()
 
+    def _on_source_changed(self, *_args) -> None:
+        """Noisy images alone start from the bundled CPU default denoiser (the engine's default)."""
+        if self.source.value in td.NOISY_SOURCES and self.base_model.value != FROM_SCRATCH:
+            from ..training.self_supervised import default_base_model
+
+            self.task.value = "denoise"
+            base = default_base_model()
+            if base in self.base_model.choices:
+                self.base_model.value = base
+        self._update_visibility()
+
     def _update_visibility(self, *_args) -> None:
         src = self.source.value
         for w in (self.degraded, self.clean, self.pair_row):
             w.visible = src == td.SOURCE_LAYER_PAIRS
-        self.clean_layers.visible = src == td.SOURCE_CLEAN_LAYERS
+        noisy = src in td.NOISY_SOURCES  # the clean-image fields take the noisy images
+        self.clean_layers.visible = src in (td.SOURCE_CLEAN_LAYERS, td.SOURCE_NOISY_LAYERS)
+        self.clean_layers.label, self.clean_dir.label = ("noisy layers", "noisy folder") if noisy else \
+            ("clean layers", "clean folder")
         self.degraded_dir.visible = src == td.SOURCE_FOLDER_PAIRS
-        self.clean_dir.visible = src in (td.SOURCE_FOLDER_PAIRS, td.SOURCE_CLEAN_FOLDER)
+        self.clean_dir.visible = src in (td.SOURCE_FOLDER_PAIRS, td.SOURCE_CLEAN_FOLDER, td.SOURCE_NOISY_FOLDER)
         self.levels.visible = src in (td.SOURCE_CLEAN_LAYERS, td.SOURCE_CLEAN_FOLDER)
         if src not in td.LAYER_SOURCES and self.validation.value == td.VAL_REGION:
             self.validation.value = td.VAL_FRACTION
@@ -285,11 +299,12 @@ class TrainWidget(Container):
         point = self._viewer.dims.point
         if src == td.SOURCE_LAYER_PAIRS:
             return td.from_layer_pairs(self.pairs, self.task.value, val, frac, point)
-        if src == td.SOURCE_CLEAN_LAYERS:
-            return td.from_clean_layers(list(self.clean_layers.value or []), val, frac, point)
+        noisy = src in td.NOISY_SOURCES
+        if src in (td.SOURCE_CLEAN_LAYERS, td.SOURCE_NOISY_LAYERS):
+            return td.from_clean_layers(list(self.clean_layers.value or []), val, frac, point, noisy=noisy)
         if src == td.SOURCE_FOLDER_PAIRS:
             return td.from_folder_pairs(self.degraded_dir.value, self.clean_dir.value, val, frac)
-        return td.from_clean_folder(self.clean_dir.value, val, frac)
+        return td.from_clean_folder(self.clean_dir.value, val, frac, noisy=noisy)
 
     def config_kwargs(self, request: td.DataRequest) -> dict:
         """``TrainConfig`` keyword arguments from the widget (``train_settings``; checked by the engine)."""
