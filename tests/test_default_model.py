@@ -54,7 +54,7 @@ def test_kind_labels():
     assert kind_of({"architecture": "red30", "config": {"layers": 15, "channels": 64}}).startswith("RED30")
 
 
-@pytest.mark.parametrize("task", list(TASKS))
+@pytest.mark.parametrize("task", [name for name, task in TASKS.items() if task.default_model])
 def test_bundled_defaults_follow_the_rule(task):
     """What the shipped cards say decides; every default is installed and listed first, marked."""
     bundled = [m for m in list_models(task) if m.source == "bundled"]
@@ -63,6 +63,21 @@ def test_bundled_defaults_follow_the_rule(task):
     assert name == choose(rank(bundled, task, "cpu"), task)
     label, first = model_choices(list_models(task), task, "cpu")[0]
     assert first == name and "default on cpu" in label
+
+
+@pytest.mark.parametrize("task", [name for name, task in TASKS.items() if not task.default_model])
+def test_a_task_without_a_bundled_model_says_how_to_train_one(task):
+    """The registry says no model is bundled (deblur so far): nothing is the default, and restore
+    without a model names the command that trains one."""
+    import numpy as np
+
+    from napari_memnet import restore
+    from napari_memnet.models.files import ModelFileError
+
+    assert default_model_name(task, "cpu") is None
+    assert all("default on" not in label for label, _ in model_choices(list_models(task), task, "cpu"))
+    with pytest.raises(ModelFileError, match=f"memnet train --task {task}"):
+        restore(np.zeros((16, 16), np.float32), task, device="cpu")
 
 
 def test_restore_uses_the_default_for_its_device():

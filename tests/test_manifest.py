@@ -49,7 +49,7 @@ def test_filter_menu_is_contributable_in_installed_napari():
 
 def test_sample_data_entries(manifest):
     keys = {s.key for s in manifest.contributions.sample_data}
-    assert keys == {"noisy", "lowres", "jpeg", "cells"}
+    assert keys == {"noisy", "lowres", "jpeg", "blurry", "cells"}
     commands = {c.id: c.python_name for c in manifest.contributions.commands}
     for sample in manifest.contributions.sample_data:
         assert commands[sample.command].startswith("napari_memnet.sample_data:")

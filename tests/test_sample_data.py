@@ -10,7 +10,7 @@ from napari_memnet.core.degrade import imresize, jpeg_compress
 from napari_memnet.core.metrics import psnr
 
 SAMPLES = [sample_data.noisy_sample, sample_data.lowres_sample, sample_data.jpeg_sample,
-           sample_data.cells_sample]
+           sample_data.blurry_sample, sample_data.cells_sample]
 
 
 def test_bundled_image_is_small_and_documented():
@@ -64,6 +64,18 @@ def test_jpeg_sample_is_quality_10():
     assert 22 < quality < 32  # visibly blocky, still the same picture
 
 
+def test_blurry_sample_is_the_deblur_protocol_at_width_2():
+    from napari_memnet.core.degrade import blur, make_psf
+
+    (clean, _, _), (blurred, meta, _) = sample_data.blurry_sample()
+    assert blurred.dtype == np.float32 and blurred.min() >= 0 and blurred.max() <= 1
+    residual = blurred.astype(np.float64) - blur(clean.astype(np.float64), make_psf("gaussian", 2.0))
+    mid = (clean > 0.2) & (clean < 0.8)  # away from clipping
+    assert abs(residual[mid].std() * 255 - 2.55) < 0.2  # 1 % noise on top of the blur
+    assert "sigma 2" in meta["metadata"]["degradation"]
+    np.testing.assert_array_equal(blurred, sample_data.blurry_sample()[1][0])  # deterministic
+
+
 def test_cells_sample_looks_like_noisy_cells():
     (clean, _, _), (noisy, _, _) = sample_data.cells_sample()
     background = clean < 0.12
@@ -77,7 +89,7 @@ def test_cells_sample_looks_like_noisy_cells():
 def test_samples_open_in_napari(make_napari_viewer):
     """Through napari's sample menu machinery: each sample adds two layers."""
     viewer = make_napari_viewer()
-    for key in ("noisy", "lowres", "jpeg", "cells"):
+    for key in ("noisy", "lowres", "jpeg", "blurry", "cells"):
         before = len(viewer.layers)
         viewer.open_sample("napari-memnet", key)
         assert len(viewer.layers) == before + 2, key

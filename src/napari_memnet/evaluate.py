@@ -11,6 +11,11 @@
 * ``deblock``: gray/Y image (uint8) compressed with libjpeg at quality q; the
   output is stored as uint8 (clipped, rounded, like ``im2uint8``); PSNR/SSIM
   on the whole image.
+* ``deblur`` (ours, docs/evaluation.md): gray image (as for ``denoise``) blurred by
+  a Gaussian PSF of sigma = the level in pixels (``core.blur``, symmetric
+  borders), plus white Gaussian noise of sigma ``DEBLUR_EVAL_NOISE`` (1 %), drawn
+  from the same per-image seeded generator; neither input nor output is
+  clipped or rounded; PSNR/SSIM on the whole image.
 
 The baseline is the degraded input itself (noisy image, bicubic upsampling,
 decoded JPEG). PSNR uses peak 1 on the 0..1 scale (= 255 on the 8-bit scale);
@@ -28,10 +33,10 @@ from pathlib import Path
 import numpy as np
 
 from .core.color import rgb_to_gray, rgb_to_y, to_uint8
-from .core.degrade import add_noise, bicubic_degrade, jpeg_compress, modcrop
+from .core.degrade import add_noise, bicubic_degrade, blur, jpeg_compress, make_psf, modcrop
 from .core.images import IMAGE_SUFFIXES
 from .core.metrics import psnr, ssim
-from .core.tasks import TASKS, get_task
+from .core.tasks import DEBLUR_EVAL_NOISE, TASKS, get_task
 
 __all__ = ["TASK_DEFAULTS", "IMAGE_SUFFIXES", "evaluate", "list_images", "load_plane",
            "parse_levels", "default_model_name", "RECORD_KEYS", "json_safe", "records_to_json"]
@@ -49,7 +54,8 @@ def _check_task(task: str) -> str:
 
 def parse_levels(task: str, levels) -> tuple:
     """Validate the degradation levels of ``task``: noise sigmas (> 0, 0..255
-    scale), SR scales (integers >= 2) or JPEG qualities (integers 1..100).
+    scale), SR scales (integers >= 2), JPEG qualities (integers 1..100) or PSF
+    widths (pixels, > 0 and <= 10).
     ``levels`` may be a sequence or a comma-separated string; None -> defaults."""
     _check_task(task)
     if levels is None:
@@ -71,6 +77,10 @@ def parse_levels(task: str, levels) -> tuple:
         if task == "denoise":
             if not math.isfinite(value) or value <= 0:
                 raise ValueError(f"noise sigma must be a positive number (0..255 scale), got {item!r}")
+            out.append(int(value) if value.is_integer() else value)
+        elif task == "deblur":
+            if not math.isfinite(value) or not 0 < value <= 10:
+                raise ValueError(f"PSF width must be a number of pixels in (0, 10], got {item!r}")
             out.append(int(value) if value.is_integer() else value)
         elif task == "sr":
             if not value.is_integer() or value < 2:
@@ -104,7 +114,7 @@ def load_plane(path: str | Path, task: str) -> np.ndarray:
     """One test image as the uint8 2-D plane the protocol of ``task`` uses.
 
     Gray images are used as they are. Colour images become gray with MATLAB
-    ``rgb2gray`` for ``denoise`` and the Y of MATLAB ``rgb2ycbcr`` for ``sr`` and
+    ``rgb2gray`` for ``denoise`` and ``deblur`` and the Y of MATLAB ``rgb2ycbcr`` for ``sr`` and
     ``deblock`` (both rounded to uint8). Only 8-bit images are accepted."""
     from PIL import Image
 
@@ -118,7 +128,7 @@ def load_plane(path: str | Path, task: str) -> np.ndarray:
             raise ValueError(f"{path}: expected an 8-bit gray or RGB image, got PIL mode {im.mode!r}")
     if arr.ndim == 2:
         return arr.copy()
-    return rgb_to_gray(arr) if task == "denoise" else rgb_to_y(arr)
+    return rgb_to_gray(arr) if task in ("denoise", "deblur") else rgb_to_y(arr)
 
 
 def _noise_seed(seed: int, dataset: str, name: str) -> np.random.Generator:
@@ -134,6 +144,10 @@ def _prepare(task: str, gt: np.ndarray, level, rng_factory) -> tuple:
         clean = gt.astype(np.float64) / 255.0
         noisy = add_noise(clean, level, rng=rng_factory())
         return clean, noisy, noisy, 0, False
+    if task == "deblur":
+        clean = gt.astype(np.float64) / 255.0
+        blurred = add_noise(blur(clean, make_psf("gaussian", level)), DEBLUR_EVAL_NOISE, rng=rng_factory())
+        return clean, blurred, blurred, 0, False
     if task == "sr":
         hr_u8 = modcrop(gt, level)
         hr = hr_u8.astype(np.float64) / 255.0

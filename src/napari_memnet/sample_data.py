@@ -24,6 +24,7 @@ ASTRONAUT = SAMPLES_DIR / "astronaut_gray_256.png"
 NOISE_SIGMA = 25  # on the 0..255 scale
 SR_SCALE = 2
 JPEG_QUALITY = 10
+BLUR_WIDTH = 2.0  # Gaussian PSF sigma in pixels (the deblur evaluation protocol's level 2)
 
 
 def astronaut_uint8() -> np.ndarray:
@@ -83,6 +84,24 @@ def jpeg_sample() -> list[tuple]:
         _reference(clean, "astronaut (clean reference)", contrast_limits=limits),
         (compressed, {"name": f"astronaut JPEG q{JPEG_QUALITY}", "contrast_limits": limits,
                       "metadata": {"degradation": f"JPEG quality {JPEG_QUALITY}"}}, "image"),
+    ]
+
+
+def blurry_sample() -> list[tuple]:
+    """Astronaut blurred by a Gaussian PSF of sigma 2 px plus 1 % white noise (the ``deblur``
+    evaluation protocol at level 2), clipped to 0..1."""
+    from .core.degrade import add_noise, blur, make_psf
+    from .core.tasks import DEBLUR_EVAL_NOISE
+
+    clean = astronaut_uint8().astype(np.float32) / 255.0
+    blurred = add_noise(blur(clean, make_psf("gaussian", BLUR_WIDTH)), DEBLUR_EVAL_NOISE, rng=np.random.default_rng(0))
+    blurred = np.clip(blurred, 0.0, 1.0).astype(np.float32)
+    limits = (0.0, 1.0)
+    return [
+        _reference(clean, "astronaut (clean reference)", contrast_limits=limits),
+        (blurred, {"name": "astronaut blurred", "contrast_limits": limits,
+                   "metadata": {"degradation": f"Gaussian PSF sigma {BLUR_WIDTH:g} px + noise sigma "
+                                               f"{DEBLUR_EVAL_NOISE:g}/255"}}, "image"),
     ]
 
 

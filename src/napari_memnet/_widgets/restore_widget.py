@@ -165,7 +165,7 @@ class RestoreWidget(Container):
         empty = self.model.value == NO_MODEL
         task = layer_io.TASK_LABELS.get(self.task.value, self.task.value)
         self.model_message.value = (
-            f"No model for {task} yet: fine-tune one (Train widget / `memnet train`)\n"
+            f"No model for {task} yet: train one (Train widget / `memnet train --task {self.task.value}`)\n"
             "or install the bundled weights." if empty else "")
         self.model_message.visible = empty
         if self._worker is None:

@@ -6,12 +6,17 @@ The widget's defaults and "auto" rules live here:
   Adam 1e-2 from scratch, a hundredth of it when fine-tuning);
 * validation every a tenth of the steps when 0, a checkpoint every quarter;
 * synthetic levels come from the "levels" field, SR pair levels from the pairs'
-  scale, real pairs need none.
+  scale, real pairs need none;
+* a network from scratch is a MemNet (M, R, C, s) or an MHNet (C; the rest of
+  its shape is ``training.config.DEFAULT_ARCH``'s small CPU configuration).
 """
 
 from __future__ import annotations
 
 from . import train_data as td
+
+ARCH_CHOICES = [("MemNet", "memnet"), ("MHNet (for deblurring)", "mhnet")]
+WIDGET_CHANNELS = {"memnet": 48, "mhnet": 16}  # the channels field's value for each architecture
 
 
 def parse_lr(text: str) -> float | None:
@@ -31,6 +36,7 @@ def parse_lr(text: str) -> float | None:
 
 def config_kwargs(request: td.DataRequest, *, task: str, name: str, base: str | None, steps: int,
                   patch_size: int, batch_size: int, lr_text: str = "auto", levels_text: str = "",
+                  architecture: str = "memnet",
                   arch: dict | None = None, multi_supervised: bool = True, device: str = "auto",
                   seed: int = 0, validate_every: int = 0, out_dir: str) -> dict:
     """Keyword arguments for ``TrainConfig`` (which checks them and names any problem)."""
@@ -46,8 +52,11 @@ def config_kwargs(request: td.DataRequest, *, task: str, name: str, base: str | 
     else:
         levels = ()
     steps = int(steps)
-    return dict(task=task, levels=levels, name=name, init=base, architecture="memnet",
-                arch={} if base else dict(arch or {}), steps=steps, patch_size=int(patch_size),
+    arch = dict(arch or {})
+    if architecture != "memnet":  # M, R and s are MemNet's; the other networks take only C from the form
+        arch = {k: v for k, v in arch.items() if k == "channels"}
+    return dict(task=task, levels=levels, name=name, init=base, architecture=architecture,
+                arch={} if base else arch, steps=steps, patch_size=int(patch_size),
                 batch_size=int(batch_size), lr=parse_lr(lr_text),
                 multi_supervised=bool(multi_supervised), device=device, seed=int(seed), out_dir=str(out_dir),
                 val_count=0, val_fraction=None if request.validation is not None else request.val_fraction,

@@ -36,7 +36,7 @@ from . import train_data as td
 from .train_plot import LiveView
 from .train_result import find_restore_widget, restore_with
 from .train_run import PREVIEW_LAYER, TrainRun
-from .train_settings import config_kwargs
+from .train_settings import ARCH_CHOICES, WIDGET_CHANNELS, config_kwargs
 
 if TYPE_CHECKING:  # pragma: no cover
     import napari
@@ -79,6 +79,7 @@ class TrainWidget(Container):
         self.task = ComboBox(label="task", value="denoise",
                              choices=[(label, key) for key, label in layer_io.TASK_LABELS.items()])
         self.base_model = ComboBox(label="base model", choices=self._base_choices)
+        self.architecture = ComboBox(label="architecture", choices=ARCH_CHOICES, value="memnet")
         self.blocks = SpinBox(label="memory blocks M", value=4, min=1, max=12)
         self.recursions = SpinBox(label="recursions R", value=4, min=1, max=12)
         self.channels = SpinBox(label="channels C", value=48, min=4, max=256, step=4,
@@ -117,7 +118,7 @@ class TrainWidget(Container):
         super().__init__(widgets=[
             self.source, self.degraded, self.clean, self.pair_row, self.clean_layers, self.degraded_dir,
             self.clean_dir, self.levels, self.validation, self.val_fraction, self.task, self.base_model,
-            self.blocks, self.recursions, self.channels, self.unshuffle, self.steps, self.model_name,
+            self.architecture, self.blocks, self.recursions, self.channels, self.unshuffle, self.steps, self.model_name,
             self.show_advanced,
             self.advanced, _row(self.check_button, self.start_button, self.stop_button, self.resume_button),
             self.data_message, self.progress, self.status], labels=True)
@@ -133,6 +134,7 @@ class TrainWidget(Container):
         self.source.changed.connect(self._on_source_changed)
         self.validation.changed.connect(self._update_visibility)
         self.task.changed.connect(self._on_task_changed)
+        self.architecture.changed.connect(self._on_architecture_changed)
         self.base_model.changed.connect(self._update_visibility)
         self.show_advanced.changed.connect(self._update_visibility)
         self.model_name.changed.connect(self.update_buttons)
@@ -221,6 +223,10 @@ class TrainWidget(Container):
                 self.base_model.value = base
         self._update_visibility()
 
+    def _on_architecture_changed(self, *_args) -> None:
+        self.channels.value = WIDGET_CHANNELS[self.architecture.value]
+        self._update_visibility()
+
     def _update_visibility(self, *_args) -> None:
         src = self.source.value
         for w in (self.degraded, self.clean, self.pair_row):
@@ -236,8 +242,9 @@ class TrainWidget(Container):
             self.validation.value = td.VAL_FRACTION
         self.val_fraction.visible = self.validation.value != td.VAL_NONE
         scratch = self.base_model.value == FROM_SCRATCH
-        for w in (self.blocks, self.recursions, self.channels, self.unshuffle):
-            w.visible = scratch
+        for w in (self.blocks, self.recursions, self.unshuffle):  # MemNet's own settings
+            w.visible = scratch and self.architecture.value == "memnet"
+        self.channels.visible = self.architecture.visible = scratch
         self.advanced.visible = bool(self.show_advanced.value)
         self.update_buttons()
 
@@ -312,6 +319,7 @@ class TrainWidget(Container):
         base = None if base in (None, FROM_SCRATCH) else base
         name = self.model_name.value.strip()
         return config_kwargs(request, task=self.task.value, name=name, base=base, steps=self.steps.value,
+                             architecture=self.architecture.value,
                              patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                              lr_text=self.learning_rate.value, levels_text=self.levels.value,
                              arch={"blocks": int(self.blocks.value), "recursions": int(self.recursions.value),

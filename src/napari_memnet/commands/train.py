@@ -46,9 +46,11 @@ def register(sub) -> None:
     a("--self-supervised", choices=SELF_SUPERVISED, help="the objective with --noisy (default: the first)")
     a("--freeze-batchnorm", action=argparse.BooleanOptionalAction, default=None,
       help="normalise by the base model's BatchNorm statistics while training (default: on with --noisy and a model)")
-    a("--levels", type=_floats, help="denoise: sigma range lo,hi; sr: scales 2,3,4; deblock: JPEG quality range lo,hi")
+    a("--levels", type=_floats, help="denoise: sigma range lo,hi; sr: scales 2,3,4; deblock: JPEG quality range lo,hi; "
+                                     "deblur: PSF width range lo,hi (pixels)")
     a("--arch", dest="architecture", choices=tuple(DEFAULT_ARCH))
-    a("--blocks", type=int, help="MemNet memory blocks M")
+    a("--blocks", type=int, help="MemNet memory blocks M; MHNet NAF blocks per encoder and decoder level")
+    a("--depth", type=int, help="MHNet encoder levels (2x downsamplings)")
     a("--recursions", type=int, help="MemNet recursions R")
     a("--channels", type=int, help="filters per layer")
     a("--layers", type=int, help="RED30 convolution layers")
@@ -111,7 +113,7 @@ def build_config(args):
     from ..training.config import TrainConfig, load_config
 
     overrides = {k: getattr(args, k) for k in _CONFIG_KEYS if getattr(args, k, None) is not None}
-    arch = {k: getattr(args, k) for k in ("blocks", "recursions", "channels", "layers", "unshuffle")
+    arch = {k: getattr(args, k) for k in ("blocks", "recursions", "channels", "layers", "unshuffle", "depth")
             if getattr(args, k) is not None}
     if args.pairs:
         overrides["pairs_input_dir"], overrides["pairs_target_dir"] = args.pairs

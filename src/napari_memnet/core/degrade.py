@@ -8,6 +8,9 @@ on the 0..255 scale. This module gathers:
 * ``imresize`` (MATLAB-exact bicubic, from :mod:`napari_memnet.core.imresize`),
   ``bicubic_degrade`` (down by 1/scale then up by scale) and ``modcrop``;
 * ``jpeg_compress`` (Pillow/libjpeg, from :mod:`napari_memnet.core.jpeg`);
+* blur: ``make_psf`` (Gaussian, defocus disk, small motion streak of a given
+  width), ``blur`` (symmetric borders), ``draw_psf`` (the ``deblur`` task's
+  training distribution), from :mod:`napari_memnet.core.blur`;
 * ``rgb_to_ycbcr``, ``ycbcr_to_rgb``, ``rgb_to_y``, ``rgb_to_gray`` (MATLAB
   semantics, from :mod:`napari_memnet.core.color`).
 """
@@ -18,16 +21,22 @@ import numbers
 
 import numpy as np
 
+from .blur import PSF_KINDS, blur, draw_psf, make_psf, psf_radius
 from .color import rgb_to_gray, rgb_to_y, rgb_to_ycbcr, ycbcr_to_rgb
 from .imresize import imresize
 from .jpeg import jpeg_compress
 
 __all__ = [
+    "PSF_KINDS",
     "add_noise",
     "bicubic_degrade",
+    "blur",
+    "draw_psf",
     "imresize",
     "jpeg_compress",
+    "make_psf",
     "modcrop",
+    "psf_radius",
     "rgb_to_gray",
     "rgb_to_y",
     "rgb_to_ycbcr",

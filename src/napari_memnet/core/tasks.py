@@ -4,8 +4,14 @@ evaluation and the model files all read it.
 
 Each ``Task`` names its label (shown in the widgets), the suffix of a result
 layer, its bundled default model, what its degradation level is called
-(noise sigma, SR scale, JPEG quality) and the levels used by default for
+(noise sigma, SR scale, JPEG quality, PSF width) and the levels used by default for
 training, validation, the Train widget and evaluation.
+
+``deblur`` has no bundled model yet (``default_model`` None): restoring it without
+naming a model is refused with a message pointing to ``memnet train --task deblur``.
+Its levels are PSF widths in pixels (``core.blur``: the per-axis standard deviation
+of the PSF, i.e. a Gaussian's sigma); evaluation blurs with a Gaussian PSF of that
+sigma and adds ``DEBLUR_EVAL_NOISE`` (1 % of the range) of white noise.
 """
 
 from __future__ import annotations
@@ -15,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 SR_SCALES = (2, 3, 4)
+DEBLUR_EVAL_NOISE = 2.55  # noise sigma (0..255 scale, 1 %) added to the blurred evaluation images
+DEBLUR_TRAIN_NOISE = (0.0, 5.1)  # training: sensor-noise sigma drawn uniformly in this range (0..2 %)
 
 
 @dataclass(frozen=True)
@@ -22,8 +30,8 @@ class Task:
     name: str
     label: str  # widget label
     result_suffix: str  # "<layer> [<suffix>]"; "{scale}" is filled in for SR
-    default_model: str  # the bundled model used when none is named
-    level_name: str  # what a degradation level is: "sigma", "scale", "quality"
+    default_model: str | None  # the bundled model used when none is named (None: none bundled yet)
+    level_name: str  # what a degradation level is: "sigma", "scale", "quality", "width"
     card_levels_key: str  # the model card's record of the training levels
     train_levels: tuple  # training default: a range (lo, hi) or a set of scales
     paper_levels: tuple  # the paper's test levels (validation picks those inside the training range)
@@ -46,9 +54,12 @@ TASKS: dict[str, Task] = {
     "deblock": Task("deblock", "JPEG deblocking", "deblocked", "memnet-deblock", "quality", "jpeg_quality_range",
                     (5, 50), (10, 20, 30, 40), "10, 40", "JPEG quality range lo, hi (1..100)",
                     ("Classic5", "LIVE1"), (10, 20, 30, 40), selection=("Classic5", (10, 20))),
+    "deblur": Task("deblur", "deblurring", "deblurred", None, "width", "psf_width_range",
+                   (0.5, 3.5), (1, 2, 3), "0.5, 3.5", "PSF width range lo, hi (pixels: Gaussian sigma, disk radius / 2)",
+                   ("Set12", "BSD68", "Classic5"), (1, 2, 3), selection=("Set12", (2, 3))),
 }
 TASK_NAMES = tuple(TASKS)
-# The bundled model each task uses when none is named.
+# The bundled model each task uses when none is named (None: no bundled model for the task yet).
 DEFAULT_MODELS = {name: task.default_model for name, task in TASKS.items()}
 
 

@@ -66,8 +66,9 @@ def rank(infos, task: str, kind: str) -> list[Candidate]:
     return out
 
 
-def choose(ranked: list[Candidate], task: str) -> str:
-    """The first of ``ranked`` if it is usable and measured, else the registry's default."""
+def choose(ranked: list[Candidate], task: str) -> str | None:
+    """The first of ``ranked`` if it is usable and measured, else the registry's default (None for a
+    task with no bundled model yet)."""
     if ranked and ranked[0].usable and ranked[0].selection_psnr is not None:
         return ranked[0].name
     return get_task(task).default_model

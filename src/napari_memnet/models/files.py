@@ -324,9 +324,9 @@ def _load_torch_file(path: Path) -> RestorationModel:
     return RestorationModel(card.get("name", path.stem), card, network, path, "path")
 
 
-def default_model_name(task: str, device=None) -> str:
+def default_model_name(task: str, device=None) -> str | None:
     """The bundled model ``task`` uses on ``device`` ("auto" when None) when none is named:
-    ``models.defaults``' rule over the bundled cards."""
+    ``models.defaults``' rule over the bundled cards (None: the task has no bundled model yet)."""
     from .defaults import choose, device_kind, rank
 
     bundled = [m for m in list_models(task) if m.source == "bundled"]
@@ -352,11 +352,16 @@ def load_model(name_or_path, task: str | None = None, device=None) -> Restoratio
         if task is None:
             raise ValueError("load_model needs a model name, a path, or a task for the default model")
         name_or_path = default_model_name(get_task(task).name, device)
+        if name_or_path is None:
+            raise ModelFileError(
+                f"no bundled model for task {task!r} yet: train one (`memnet train --task {task} "
+                f"--clean-dir IMAGES --name NAME --install`, or the Train widget) and pass model=NAME")
         try:
             find_model(name_or_path)
         except ModelFileError:
             raise ModelFileError(
-                f"no bundled model for task {task!r} ({name_or_path!r} is not installed); pass model=..."
+                f"no bundled model for task {task!r} ({name_or_path!r} is not installed); pass model=... "
+                f"or train one: `memnet train --task {task}`"
             ) from None
     if hasattr(name_or_path, "state_dict") and hasattr(name_or_path, "architecture"):
         net = name_or_path

@@ -7,6 +7,9 @@ Levels per task (the degradations trained for):
 * ``sr``: ``levels = [2, 3, 4]``, the set of integer scales, one drawn per patch.
 * ``deblock``: ``levels = [lo, hi]``, JPEG quality drawn uniformly (integers)
   from ``[lo, hi]`` per patch.
+* ``deblur``: ``levels = [lo, hi]``, PSF width (pixels) drawn uniformly from
+  ``[lo, hi]`` per patch, with a Gaussian, defocus-disk or motion PSF
+  (``core.blur.draw_psf``) and sensor noise (``core.tasks.DEBLUR_TRAIN_NOISE``).
 """
 
 from __future__ import annotations
@@ -27,7 +30,11 @@ LOSSES = ("l2", "l1", "charbonnier")
 SELF_SUPERVISED = ("neighbor2neighbor", "blindspot")
 
 DEFAULT_LEVELS = {name: task.train_levels for name, task in TASKS.items()}  # read from the task registry
-DEFAULT_ARCH = {"memnet": {"blocks": 6, "recursions": 6, "channels": 64}, "red30": {"layers": 15, "channels": 64}}
+DEFAULT_ARCH = {"memnet": {"blocks": 6, "recursions": 6, "channels": 64}, "red30": {"layers": 15, "channels": 64},
+                "mhnet": {"channels": 16, "depth": 3, "blocks": 1}}
+# Adam's from-scratch learning rate per architecture (else 1e-2, measured for MemNet): the
+# LayerNorm/attention MHNet starts at the NAFNet family's 1e-3 (not yet measured here)
+ADAM_LR = {"mhnet": 1e-3}
 
 
 FINE_TUNE_LR_FACTOR = 0.01  # default lr when fine-tuning = this x the from-scratch default
@@ -161,17 +168,23 @@ class TrainConfig:
             if len(lv) != 2 or any(int(q) != q for q in lv) or not 1 <= lv[0] <= lv[1] <= 100:
                 return [f"deblock levels must be a JPEG quality range 'lo,hi' within 1..100, got {lv!r}"]
             self.levels = (int(lv[0]), int(lv[1]))
+        elif self.task == "deblur":
+            if len(lv) == 1:
+                self.levels = lv = (float(lv[0]), float(lv[0]))
+            if len(lv) != 2 or not 0 < lv[0] <= lv[1] <= 10:
+                return [f"deblur levels must be a PSF width range 'lo,hi' in pixels within (0, 10], got {lv!r}"]
+            self.levels = (float(lv[0]), float(lv[1]))
         return []
 
     # ------------------------------------------------------------ resolved defaults
     @property
     def resolved_lr(self) -> float:
-        """``lr``, else Adam 1e-2 / SGD 0.1 from scratch and a hundredth of that
+        """``lr``, else Adam 1e-2 (``ADAM_LR`` for MHNet) / SGD 0.1 from scratch and a hundredth of that
         when fine-tuning (``init`` set): 1e-2 measurably damages a trained model
         (docs/training.md, "BatchNorm recalibration")."""
         if self.lr is not None:
             return self.lr
-        base = 1e-2 if self.optimizer == "adam" else 0.1
+        base = ADAM_LR.get(self.architecture, 1e-2) if self.optimizer == "adam" else 0.1
         return base * FINE_TUNE_LR_FACTOR if self.init else base
 
     @property
@@ -208,7 +221,7 @@ class TrainConfig:
         if inside:
             return inside
         mid = (lo + hi) / 2
-        return (mid,) if self.task == "denoise" else (int(round(mid)),)
+        return (mid,) if self.task in ("denoise", "deblur") else (int(round(mid)),)
 
     def lr_at(self, step: int) -> float:
         """Learning rate for optimisation step ``step`` (0-based); a pure function of the step."""

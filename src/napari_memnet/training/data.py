@@ -102,7 +102,7 @@ def to_plane(img: np.ndarray, task: str, imap: Intensity | None = None) -> np.nd
         img = img[..., 0]
     if img.ndim == 3 and img.shape[-1] in (3, 4):
         rgb = img[..., :3]
-        if task == "denoise":
+        if task in ("denoise", "deblur"):
             return (rgb.astype(np.float64) @ GRAY_WEIGHTS).astype(np.float32)  # MATLAB rgb2gray
         from ..core.degrade import rgb_to_y
 
@@ -272,6 +272,12 @@ def synthetic_val_items(planes, task, levels, crop, seed) -> list[ValItem]:
             if task == "denoise":
                 noise = rng.standard_normal(target.shape).astype(np.float32) * np.float32(level / 255.0)
                 items.append(ValItem(name, float(level), target + noise, target))
+            elif task == "deblur":  # the evaluation protocol's degradation (evaluate.py)
+                from ..core.tasks import DEBLUR_EVAL_NOISE
+
+                blurred = degrade.blur(target, degrade.make_psf("gaussian", level))
+                noise = rng.standard_normal(target.shape).astype(np.float32) * np.float32(DEBLUR_EVAL_NOISE / 255.0)
+                items.append(ValItem(name, float(level), blurred + noise, target))
             elif task == "sr":
                 lr_up = degrade.bicubic_degrade(target.astype(np.float32), int(level))
                 items.append(ValItem(name, int(level), np.asarray(lr_up, np.float32), target, int(level)))

@@ -15,6 +15,11 @@ draws exactly the batches the uninterrupted run would have drawn.
 * deblock: a ``patch_size + 7`` uint8 patch is JPEG-encoded on the CPU (Pillow) at
   quality ~ U{lo..hi}, and a ``patch_size`` square is cut at a random offset so
   the 8x8 block grid falls at every phase.
+* deblur: a ``patch_size + 2 r`` patch (r: the radius of the widest PSF of the
+  range) is convolved on the device, each with its own PSF (``core.blur.draw_psf``:
+  kind, width ~ U[lo, hi], angle, from the numpy generator; a grouped conv), the
+  ``patch_size`` valid centre kept, plus white noise of sigma ~
+  U(``core.tasks.DEBLUR_TRAIN_NOISE``) from the torch generator.
 * real pairs: the same crop and augmentation of input and target, no degradation.
 """
 
@@ -35,7 +40,16 @@ def crop_size(task: str, patch: int, levels, pairs: bool) -> int:
         return patch + max(int(s) for s in levels) - 1
     if task == "deblock":
         return patch + 7
+    if task == "deblur":
+        return patch + 2 * blur_margin(levels)
     return patch
+
+
+def blur_margin(levels) -> int:
+    """The radius of the widest PSF the deblur range ``levels`` (lo, hi) can draw."""
+    from ..core.blur import PSF_KINDS, psf_radius
+
+    return max(psf_radius(kind, float(levels[1])) for kind in PSF_KINDS)
 
 
 class SRInputs:
@@ -128,7 +142,31 @@ class PatchSampler:
             sigma = lo + (hi - lo) * torch.rand(n, generator=self.gen, device=dev)
             noise = torch.randn(target.shape, generator=self.gen, device=dev)
             return target + noise * (sigma / 255.0).view(-1, 1, 1, 1), target, sigma.tolist()
+        if self.task == "deblur":
+            return self._blur_batch(tgt)
         return self._jpeg_batch(tgt)
+
+    def _blur_batch(self, tgt: np.ndarray):
+        """Each crop convolved with its own PSF (valid part: the patch), plus sensor noise."""
+        from ..core.blur import draw_psf, make_psf
+        from ..core.tasks import DEBLUR_TRAIN_NOISE
+
+        n, p, dev = len(tgt), self.patch, self.device
+        r = (self.crop - p) // 2
+        kernels = np.empty((n, 1, 2 * r + 1, 2 * r + 1), np.float32)
+        widths = []
+        for j in range(n):
+            kind, width, angle = draw_psf(self.rng, *self.levels)
+            kernels[j, 0] = make_psf(kind, width, angle, radius=r)[::-1, ::-1]  # conv2d correlates
+            widths.append(width)
+        crops = torch.from_numpy(tgt).to(dev)
+        weight = torch.from_numpy(kernels).to(dev)
+        blurred = torch.nn.functional.conv2d(crops.unsqueeze(0), weight, groups=n).view(n, 1, p, p)
+        target = crops[:, r:r + p, r:r + p].unsqueeze(1).contiguous()
+        lo, hi = DEBLUR_TRAIN_NOISE
+        sigma = lo + (hi - lo) * torch.rand(n, generator=self.gen, device=dev)
+        noise = torch.randn(blurred.shape, generator=self.gen, device=dev)
+        return blurred + noise * (sigma / 255.0).view(-1, 1, 1, 1), target, widths
 
     def _sr_batch(self, n: int):
         """n patches cut at the same place of an image's precomputed input at a drawn scale and of the image."""
