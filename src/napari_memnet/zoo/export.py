@@ -61,12 +61,12 @@ def validate_package(path) -> tuple[bool, str]:
     return summary.status == "passed", summary.format()
 
 
-def make_test_input(task: str, scale: int, size: int, image=None, seed: int = 0) -> np.ndarray:
+def make_test_input(task: str, scale: int, side: int, image=None, seed: int = 0) -> np.ndarray:
     """A float32 (H, W) test input on the 0..255 scale, whole numbers (an 8-bit image).
 
-    ``image`` (2-D, 8-bit values) is used as it is; otherwise a ``size`` x ``size``
-    centre crop of the bundled sample is degraded for ``task`` (SR: ``size`` is the
-    output side, the input is ``size // scale``)."""
+    ``image`` (2-D, 8-bit values) is used as it is; otherwise a square
+    centre crop of the bundled sample is degraded for ``task`` (``side``: the input's side;
+    SR: the crop is ``scale * side``, bicubic-downscaled to ``side``)."""
     if image is not None:
         arr = np.asarray(image)
         if arr.ndim != 2:
@@ -80,7 +80,10 @@ def make_test_input(task: str, scale: int, size: int, image=None, seed: int = 0)
     from ..core.images import read_image
 
     clean = read_image(SAMPLE).astype(np.float32) / 255
-    side = size - size % scale
+    side = scale * side
+    if side > min(clean.shape):
+        raise ValueError(f"this package needs a {side} px test image, more than the bundled sample's "
+                         f"{min(clean.shape)}; pass test_image=")
     top, left = (clean.shape[0] - side) // 2, (clean.shape[1] - side) // 2
     clean = clean[top:top + side, left:left + side]
     if task == "denoise":
@@ -173,8 +176,10 @@ def export_bioimageio(model, out, *, scale: int | None = None, test_image=None, 
     net = loaded.network.eval()
     step = int(loaded.alignment)
     halo = int(loaded.receptive_radius) + (2 * scale if scale > 1 else 0)  # output px; SR: + bicubic support
+    halo = -(-halo // scale) * scale  # a whole number of input pixels too
     min_side = min_input_side(step, scale, halo)
-    test_input = make_test_input(task, scale, max(test_size, scale * min_side), test_image)
+    side = max(min_side, -(-test_size // scale))
+    test_input = make_test_input(task, scale, -(-side // step) * step, test_image)
     if min(test_input.shape) < min_side or any(n % step for n in test_input.shape):
         raise ValueError(f"the test input is {test_input.shape}; this package needs sides of at least {min_side} px "
                          f"in steps of {step}")
