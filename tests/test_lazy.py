@@ -198,7 +198,7 @@ def test_default_and_custom_chunks():
 def test_bad_input_is_rejected(models, stack):
     x = da.from_array(stack)
     with pytest.raises(ValueError, match="unknown task"):
-        lazy.restore_dask(x, "deblur", model=models["denoise"])
+        lazy.restore_dask(x, "dehaze", model=models["denoise"])
     with pytest.raises(ValueError, match="needs a scale"):
         lazy.restore_dask(x, "sr", model=models["sr"])
     with pytest.raises(ValueError, match="axes"):
