@@ -65,7 +65,7 @@ def import_bioimageio(package, *, name: str | None = None, directory=None, overw
     package = os.fspath(package)
     if not Path(package).exists():
         raise ModelFileError(f"{package}: no such package")
-    descr = load_model_description(package, perform_io_checks=True)
+    descr = load_model_description(package, format_version="latest", perform_io_checks=True)  # 0.4 -> 0.5
     if isinstance(descr, InvalidDescr) or not isinstance(descr, v0_5.ModelDescr):
         raise ModelFileError(f"{package}: not a valid bioimage.io model package (format 0.5): "
                              f"{descr.validation_summary.format()[:2000]}")
