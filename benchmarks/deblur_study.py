@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 TRAIN_DIR, VAL_DIR = ROOT / ".data" / "train400-train", ROOT / ".data" / "train400-val"  # denoise_split.sh
 EVAL_SETS, EVAL_WIDTHS = ("Set12", "BSD68"), (2, 3)
-RL_ITERATIONS = (10, 20, 40, 80)
+RL_ITERATIONS = (10, 25, 50)
 
 BASE = {"task": "deblur", "levels": (0.5, 3.5), "val_levels": (1, 2, 3), "val_crop": 0, "batch_size": 8,
         "patch_size": 64, "optimizer": "adam", "lr_min": 1e-6, "loss": "l1", "clip": 1.0,
@@ -122,26 +122,51 @@ def train_candidate(name: str, minutes: float, val_every: float, out: Path, trai
     return result
 
 
-def richardson_lucy(observed: np.ndarray, psf: np.ndarray, iterations: int) -> np.ndarray:
+def richardson_lucy(observed: np.ndarray, psf: np.ndarray, iterations) -> dict:
     """Richardson-Lucy deconvolution (symmetric borders; the PSF is point-symmetric, so it is its own
-    adjoint), from the observation, with its negative values clipped to a small positive floor."""
+    adjoint), from the observation with its negative values clipped to a small positive floor:
+    {n: the estimate after n iterations} for every n of ``iterations`` (one run to the largest)."""
     from napari_memnet.core.blur import blur
 
     data = np.maximum(np.asarray(observed, np.float64), 1e-6)
-    estimate = data.copy()
-    for _ in range(iterations):
+    estimate, out = data.copy(), {}
+    for k in range(1, max(iterations) + 1):
         estimate *= blur(data / np.maximum(blur(estimate, psf), 1e-12), psf)
-    return estimate
+        if k in iterations:
+            out[k] = estimate.copy()
+    return out
 
 
 def run_rl(data: Path, out: Path, iterations=RL_ITERATIONS, max_images=None) -> dict:
+    """Richardson-Lucy with the true PSF at each of ``iterations``: each image is deconvolved once, to
+    the largest count, and its intermediate estimates serve the smaller counts."""
+    import hashlib
+
     from napari_memnet.core.blur import make_psf
+    from napari_memnet.evaluate import evaluate
 
     result = {"name": "richardson-lucy", "command": " ".join(sys.argv), "by_iterations": {}}
-    for n in iterations:
-        result["by_iterations"][str(n)] = evaluate_protocol(
-            data, lambda width, n=n: (lambda img: richardson_lucy(img, make_psf("gaussian", width), n)), max_images)
-        print(f"RL {n} iterations: {result['by_iterations'][str(n)]}", flush=True)
+    for width in EVAL_WIDTHS:
+        psf = make_psf("gaussian", width)
+        for dataset in EVAL_SETS:
+            cache: dict = {}  # this set's images at this width: {image hash: {n: estimate}}
+
+            def restore_fn(n):
+                def run(img):
+                    key = hashlib.sha1(np.ascontiguousarray(img).tobytes()).hexdigest()
+                    if key not in cache:
+                        cache[key] = richardson_lucy(img, psf, tuple(iterations))
+                    return cache[key][n]
+                return run
+
+            for n in iterations:
+                rec = evaluate("deblur", data, datasets=dataset, levels=(width,), max_images=max_images,
+                               restore_fn=restore_fn(n))[0]
+                result["by_iterations"].setdefault(str(n), {}).setdefault(dataset, {})[str(width)] = (
+                    round(rec["psnr"], 3), round(rec["baseline_psnr"], 3))
+            print(f"RL width {width} {dataset}: " + ", ".join(
+                f"{n} it. {result['by_iterations'][str(n)][dataset][str(width)][0]:.2f} dB" for n in iterations),
+                flush=True)
     _write(out, "richardson-lucy", result)
     return result
 

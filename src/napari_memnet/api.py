@@ -39,7 +39,7 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
 
 def restore(image, task, *, scale=None, model=None, axes=None, device="auto", precision="auto",
             tile_size=None, progress=None, cancel=None, chunks=None, scheduler=None):
-    """Restore ``image`` for ``task`` ("denoise", "sr" or "deblock") and return the result.
+    """Restore ``image`` for ``task`` ("denoise", "sr", "deblock" or "deblur") and return the result.
 
     * ``scale``: 2, 3 or 4 for "sr" (the output is that many times larger in Y and X).
     * ``model``: a bundled or user model name, a model file path, a loaded
