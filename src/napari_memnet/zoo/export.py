@@ -33,6 +33,7 @@ import numpy as np
 
 from .._version import __version__
 from ..core.atomic import atomic_path
+from ..core.intensity import choose_intensity
 from ..core.tasks import check_task, get_task
 from .document import LICENSE, citations, cover, readme
 from .source import architecture_source
@@ -183,6 +184,9 @@ def export_bioimageio(model, out, *, scale: int | None = None, test_image=None, 
     if min(test_input.shape) < min_side or any(n % step for n in test_input.shape):
         raise ValueError(f"the test input is {test_input.shape}; this package needs sides of at least {min_side} px "
                          f"in steps of {step}")
+    norm = choose_intensity(test_input)  # restore's own rule: the package fixes the map it picks for 8-bit data
+    if norm.mode != "8bit":
+        raise ValueError(f"the test input needs 8-bit intensities (restore chose the {norm.mode!r} map)")
     test_output = restore(test_input, task, scale=scale if task == "sr" else None, model=loaded, device="cpu",
                           precision="fp32")
     with tempfile.TemporaryDirectory(prefix="memnet-bioimageio-") as tmp:
@@ -232,14 +236,16 @@ def export_bioimageio(model, out, *, scale: int | None = None, test_image=None, 
                 test_tensor=v05.FileDescr(source=root / "test_input.npy"),
                 sample_tensor=v05.FileDescr(source=root / "sample_input.png"),
                 data=v05.IntervalOrRatioDataDescr(type="float32"),
-                preprocessing=[v05.ScaleLinearDescr(kwargs=v05.ScaleLinearKwargs(gain=1 / 255))])],
+                preprocessing=[v05.ScaleLinearDescr(kwargs=v05.ScaleLinearKwargs(
+                    gain=1.0 / norm.span, offset=-norm.low / norm.span or 0.0))])],
             outputs=[v05.OutputTensorDescr(
                 id=output_id, axes=_tensor_axes(v05, input_id=input_id, scale=scale, step=step, min_side=min_side, halo=halo,
                                    output=True),
                 test_tensor=v05.FileDescr(source=root / "test_output.npy"),
                 sample_tensor=v05.FileDescr(source=root / "sample_output.tif"),
                 data=v05.IntervalOrRatioDataDescr(type="float32"),
-                postprocessing=[v05.ScaleLinearDescr(kwargs=v05.ScaleLinearKwargs(gain=255.0))])],
+                postprocessing=[v05.ScaleLinearDescr(kwargs=v05.ScaleLinearKwargs(
+                    gain=norm.span, offset=norm.low))])],
             weights=v05.WeightsDescr(**weights),
             config=v05.Config(napari_memnet=section),
         )
