@@ -154,3 +154,17 @@ def test_a_tiny_mhnet_trains_on_deblur_and_restores(shared_data, tmp_path):
     image = np.asarray(blur(np.linspace(0, 1, 40 * 50, dtype=np.float32).reshape(40, 50), make_psf("disk", 1.0)))
     result = restore(image, "deblur", model=str(out / "tiny-deblur.safetensors"), device="cpu")
     assert result.shape == image.shape and np.isfinite(result).all()
+
+
+def test_fine_tune_builds_an_mhnet_from_the_api(shared_data, tmp_path):
+    from PIL import Image
+
+    from napari_memnet import fine_tune
+
+    with Image.open(shared_data / "test" / "Set12" / "05.png") as im:
+        img = np.asarray(im.convert("L"), np.float32) / 255.0
+    model = fine_tune([img[:128, :128], img[128:, 128:]], task="deblur", name="api-deblur", levels=(1, 2),
+                      architecture={"architecture": "mhnet", "channels": 8, "depth": 1}, steps=2, batch_size=2,
+                      patch_size=24, validation=1, out_dir=tmp_path / "run", model_dir=tmp_path / "models")
+    assert model.architecture == "mhnet" and model.network.config.depth == 1 and model.task == "deblur"
+    assert model.card["training"]["config"]["lr"] is None and model.card["training"]["steps"] == 2

@@ -355,7 +355,8 @@ def load_model(name_or_path, task: str | None = None, device=None) -> Restoratio
         if name_or_path is None:
             raise ModelFileError(
                 f"no bundled model for task {task!r} yet: train one (`memnet train --task {task} "
-                f"--clean-dir IMAGES --name NAME --install`, or the Train widget) and pass model=NAME")
+                f"--clean-dir IMAGES --name NAME --install`, or the Train widget) and name it: "
+                f"model=NAME (Python), --model NAME (memnet restore, memnet eval)")
         try:
             find_model(name_or_path)
         except ModelFileError:
