@@ -211,6 +211,7 @@ def export_bioimageio(model, out, *, scale: int | None = None, test_image=None, 
         (root / "README.md").write_text(readme(card, task_label=label, scale=scale, version=__version__,
                                                torchscript=traced), "utf-8")
         input_id, output_id = v05.TensorId("raw"), v05.TensorId("restored")
+        axes = {"input_id": input_id, "scale": scale, "step": step, "min_side": min_side}
         torch_version = v05.Version(torch.__version__.split("+")[0])
         weights = {"pytorch_state_dict": v05.PytorchStateDictWeightsDescr(
             source=root / "weights.pt", pytorch_version=torch_version,
@@ -231,16 +232,14 @@ def export_bioimageio(model, out, *, scale: int | None = None, test_image=None, 
             documentation=v05.FileDescr(source=root / "README.md"),
             covers=[v05.FileDescr(source=root / "cover.png")],
             inputs=[v05.InputTensorDescr(
-                id=input_id, axes=_tensor_axes(v05, input_id=input_id, scale=scale, step=step, min_side=min_side, halo=0,
-                                   output=False),
+                id=input_id, axes=_tensor_axes(v05, output=False, halo=0, **axes),
                 test_tensor=v05.FileDescr(source=root / "test_input.npy"),
                 sample_tensor=v05.FileDescr(source=root / "sample_input.png"),
                 data=v05.IntervalOrRatioDataDescr(type="float32"),
                 preprocessing=[v05.ScaleLinearDescr(kwargs=v05.ScaleLinearKwargs(
                     gain=1.0 / norm.span, offset=-norm.low / norm.span or 0.0))])],
             outputs=[v05.OutputTensorDescr(
-                id=output_id, axes=_tensor_axes(v05, input_id=input_id, scale=scale, step=step, min_side=min_side, halo=halo,
-                                   output=True),
+                id=output_id, axes=_tensor_axes(v05, output=True, halo=halo, **axes),
                 test_tensor=v05.FileDescr(source=root / "test_output.npy"),
                 sample_tensor=v05.FileDescr(source=root / "sample_output.tif"),
                 data=v05.IntervalOrRatioDataDescr(type="float32"),
