@@ -52,6 +52,7 @@ def test_kind_labels():
     assert kind_of({"architecture": "memnet", "config": PAPER}) == "paper MemNet M2R2 C8"
     assert kind_of({"architecture": "memnet", "config": FAST}) == "fast MemNet M2R2 C8 s2"
     assert kind_of({"architecture": "red30", "config": {"layers": 15, "channels": 64}}).startswith("RED30")
+    assert kind_of({"architecture": "mhnet", "config": {"channels": 16, "depth": 3}}) == "MHNet C16 depth 3"
 
 
 @pytest.mark.parametrize("task", [name for name, task in TASKS.items() if task.default_model])

@@ -75,7 +75,8 @@ def choose(ranked: list[Candidate], task: str) -> str | None:
 
 
 def kind_of(card: dict) -> str:
-    """"paper MemNet M6R6 C64", "fast MemNet M4R4 C48 s2", "RED30 ..." from a card's architecture and config."""
+    """"paper MemNet M6R6 C64", "fast MemNet M4R4 C48 s2", "RED30 ...", "MHNet C16 depth 3" from a card's
+    architecture and config."""
     cfg = card.get("config") or {}
     arch = card.get("architecture")
     if arch == "memnet":
@@ -84,6 +85,8 @@ def kind_of(card: dict) -> str:
         return f"fast MemNet {shape} s{s}" if s > 1 else f"paper MemNet {shape}"
     if arch == "red30":
         return f"RED30 ({cfg.get('layers')}+{cfg.get('layers')} layers, C{cfg.get('channels')})"
+    if arch == "mhnet":
+        return f"MHNet C{cfg.get('channels')} depth {cfg.get('depth')}"
     return str(arch)
 
 
