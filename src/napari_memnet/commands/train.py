@@ -130,7 +130,7 @@ def build_config(args):
         cfg = TrainConfig(**overrides)
     if cfg.init and arch:
         raise ValueError("--init takes the architecture from the base model; "
-                         "drop --blocks/--recursions/--channels/--layers/--unshuffle")
+                         "drop --blocks/--recursions/--channels/--layers/--unshuffle/--depth")
     if not cfg.out_dir:
         raise ValueError("--out-dir is required (checkpoints and events.jsonl go there)")
     cfg.model_dir = None if args.install else (cfg.model_dir or cfg.out_dir)
