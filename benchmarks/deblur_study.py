@@ -125,30 +125,41 @@ def train_candidate(name: str, minutes: float, val_every: float, out: Path, trai
 def richardson_lucy(observed: np.ndarray, psf: np.ndarray, iterations) -> dict:
     """Richardson-Lucy deconvolution (symmetric borders; the PSF is point-symmetric, so it is its own
     adjoint), from the observation with its negative values clipped to a small positive floor:
-    {n: the estimate after n iterations} for every n of ``iterations`` (one run to the largest)."""
-    from napari_memnet.core.blur import blur
-
+    {n: the estimate after n iterations} for every n of ``iterations`` (one run to the largest).
+    The same convolution as ``core.blur.blur``, with the PSF's spectrum computed once."""
     data = np.maximum(np.asarray(observed, np.float64), 1e-6)
+    r = psf.shape[0] // 2
+    h, w = data.shape
+    size = (h + 4 * r, w + 4 * r)
+    spectrum = np.fft.rfft2(psf, s=size)
+
+    def conv(img):
+        padded = np.pad(img, r, mode="symmetric")
+        return np.fft.irfft2(np.fft.rfft2(padded, s=size) * spectrum, s=size)[2 * r: 2 * r + h, 2 * r: 2 * r + w]
+
     estimate, out = data.copy(), {}
     for k in range(1, max(iterations) + 1):
-        estimate *= blur(data / np.maximum(blur(estimate, psf), 1e-12), psf)
+        estimate *= conv(data / np.maximum(conv(estimate), 1e-12))
         if k in iterations:
             out[k] = estimate.copy()
     return out
 
 
-def run_rl(data: Path, out: Path, iterations=RL_ITERATIONS, max_images=None) -> dict:
+def run_rl(data: Path, out: Path, iterations=RL_ITERATIONS, max_images=None, datasets=EVAL_SETS) -> dict:
     """Richardson-Lucy with the true PSF at each of ``iterations``: each image is deconvolved once, to
-    the largest count, and its intermediate estimates serve the smaller counts."""
+    the largest count, and its intermediate estimates serve the smaller counts. Results are merged
+    into ``OUT/richardson-lucy.json`` after every (dataset, width), with the images counted."""
     import hashlib
 
     from napari_memnet.core.blur import make_psf
     from napari_memnet.evaluate import evaluate
 
-    result = {"name": "richardson-lucy", "command": " ".join(sys.argv), "by_iterations": {}}
-    for width in EVAL_WIDTHS:
-        psf = make_psf("gaussian", width)
-        for dataset in EVAL_SETS:
+    path = out / "richardson-lucy.json"
+    result = json.loads(path.read_text()) if path.exists() else {"name": "richardson-lucy", "by_iterations": {}}
+    result.setdefault("commands", []).append(" ".join(sys.argv))
+    for dataset in datasets:
+        for width in EVAL_WIDTHS:
+            psf = make_psf("gaussian", width)
             cache: dict = {}  # this set's images at this width: {image hash: {n: estimate}}
 
             def restore_fn(n):
@@ -164,10 +175,11 @@ def run_rl(data: Path, out: Path, iterations=RL_ITERATIONS, max_images=None) -> 
                                restore_fn=restore_fn(n))[0]
                 result["by_iterations"].setdefault(str(n), {}).setdefault(dataset, {})[str(width)] = (
                     round(rec["psnr"], 3), round(rec["baseline_psnr"], 3))
-            print(f"RL width {width} {dataset}: " + ", ".join(
+                result.setdefault("images", {})[dataset] = rec["images"]
+            print(f"RL {dataset} width {width} ({rec['images']} images): " + ", ".join(
                 f"{n} it. {result['by_iterations'][str(n)][dataset][str(width)][0]:.2f} dB" for n in iterations),
                 flush=True)
-    _write(out, "richardson-lucy", result)
+            _write(out, "richardson-lucy", result)
     return result
 
 
@@ -205,6 +217,8 @@ def main(argv=None) -> int:
     p.add_argument("--val-dir", type=Path, default=VAL_DIR)
     p.add_argument("--eval", type=Path, metavar="DATA", help="train: then evaluate on DATA/Set12 and DATA/BSD68")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "test", help="rl: the test sets")
+    p.add_argument("--datasets", default=",".join(EVAL_SETS), help="rl: which of the test sets")
+    p.add_argument("--max-images", type=int, help="rl: the first N images (by name) of each set")
     args = p.parse_args(argv)
     import torch
 
@@ -213,7 +227,7 @@ def main(argv=None) -> int:
         print(table(Path(args.names[0]) if args.names else args.out))
         return 0
     if args.what == "rl":
-        run_rl(args.data, args.out)
+        run_rl(args.data, args.out, max_images=args.max_images, datasets=tuple(args.datasets.split(",")))
         return 0
     if args.what == "smoke":  # seconds: every path once, on tiny budgets and one image per set
         shared = ROOT.parent / "shared" / "data"
