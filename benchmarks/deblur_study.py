@@ -191,6 +191,7 @@ def table(out: Path) -> str:
     inputs = None
     for r in rows:
         if r["name"] == "richardson-lucy":
+            inputs = inputs or next(iter(r["by_iterations"].values()))  # the same blurred inputs
             for n, prot in r["by_iterations"].items():
                 lines.append(f"| Richardson-Lucy, true PSF, {n} it. | - | - | - | "
                              + " | ".join(cell(prot, d, w) for d in EVAL_SETS for w in EVAL_WIDTHS) + " |")
@@ -201,7 +202,7 @@ def table(out: Path) -> str:
                      + " | ".join(cell(prot, d, w) for d in EVAL_SETS for w in EVAL_WIDTHS) + " |")
     if inputs:
         lines.append("| blurred input | - | - | - | " + " | ".join(
-            f"{inputs[d][str(w)][1]:.2f}" for d in EVAL_SETS for w in EVAL_WIDTHS) + " |")
+            f"{inputs[d][str(w)][1]:.2f}" if d in inputs else "-" for d in EVAL_SETS for w in EVAL_WIDTHS) + " |")
     return "\n".join(lines)
 
 
