@@ -38,7 +38,7 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
 
 
 def restore(image, task, *, scale=None, model=None, axes=None, device="auto", precision="auto",
-            tile_size=None, progress=None, cancel=None, chunks=None, scheduler=None):
+            tile_size=None, progress=None, cancel=None, chunks=None, scheduler=None, camera=False):
     """Restore ``image`` for ``task`` ("denoise", "sr", "deblock" or "deblur") and return the result.
 
     * ``scale``: 2, 3 or 4 for "sr" (the output is that many times larger in Y and X).
@@ -60,8 +60,20 @@ def restore(image, task, *, scale=None, model=None, axes=None, device="auto", pr
       ``tcp://`` address of a dask.distributed scheduler, or a ``Client``) the
       blocks are computed there and a numpy array is returned, for numpy input too.
 
+    * ``camera=True`` (task "denoise", a 2-D numpy image of camera counts): photon (Poisson) plus read
+      (Gaussian) noise; the image is denoised behind the generalized Anscombe transform, its noise
+      curve estimated from the image (``core.camera.stabilised``; measured in docs/self-supervised.md).
+
     The input is never modified. Integer inputs come back in their dtype,
     floating-point ones as float32."""
+    if camera:
+        if task != "denoise" or is_lazy_input(image) or scheduler is not None:
+            raise ValueError("camera=True is for task 'denoise' on an in-memory (numpy) image")
+        from .core.camera import stabilised
+
+        return stabilised(image, lambda t: restore(t, task, model=model, axes=axes, device=device,
+                                                   precision=precision, tile_size=tile_size, progress=progress,
+                                                   cancel=cancel))
     if is_lazy_input(image) and scheduler is None:
         from .restoration.lazy.graph import restore_dask
 
