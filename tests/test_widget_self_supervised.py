@@ -75,6 +75,7 @@ def test_noisy_layer_fine_tunes_the_default_denoiser_with_live_self_supervised_v
     assert "'cells'" in card["training"]["data"]["description"]
     assert "cells-n2n" in [m.name for m in list_models("denoise")]
     np.testing.assert_array_equal(layer.data, before)  # input untouched
+    assert "self-supervised validation (vs noisy targets)" in widget.status.value
 
 
 def test_noisy_folder_check_and_bad_noisy_layers(make_napari_viewer, counts, tmp_path):

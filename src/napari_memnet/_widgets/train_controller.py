@@ -112,6 +112,9 @@ class TrainController:
         before = "?" if f.base_model_psnr is None else f"{f.base_model_psnr:.2f}"
         after = "?" if f.psnr is None else f"{f.psnr:.2f}"
         how = "Stopped" if f.stopped else "Done"
+        # noisy images alone: the -10 log10 MSE against held-out noisy targets, not a PSNR to clean images
+        noisy_only = any(getattr(e, "self_supervised_loss", None) is not None for e in self.events)
+        what = "self-supervised validation (vs noisy targets)" if noisy_only else "validation PSNR"
         return (f"{how} at step {f.step}/{f.total} in {format_seconds(outcome.seconds, 'words')}: saved "
-                f"{f.model_name!r}; validation PSNR {before} \u2192 {after} dB",
-                f"saved model {f.model_name!r} (validation PSNR {before} \u2192 {after} dB)")
+                f"{f.model_name!r}; {what} {before} \u2192 {after} dB",
+                f"saved model {f.model_name!r} ({what} {before} \u2192 {after} dB)")
