@@ -14,7 +14,7 @@
 # 4. Evaluates on the task's other benchmark sets (denoise: BSD68, BSD200 and BM3D; sr: Set14, BSD100,
 #    Urban100; deblock: LIVE1). Records go to docs/results/. Test sets are used only here, after
 #    training and model selection.
-# SKIP_BENCH=1 skips step 3's speed (keeps the card's speed): for a busy machine.
+# SKIP_BENCH=1 skips step 3's speed (keeps the card's speed): for a busy machine. URBAN_MAX: see below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 task=${1:?usage: ship_fast_model.sh TASK RUN_DIR}
@@ -75,8 +75,11 @@ case $task in
       --json $res/denoise-bsd200-$name.json
     "$py" benchmarks/bm3d_compare.py --model $name --sigmas 25,50 --json $res/bm3d_compare_$name.json ;;
   sr)
-    $memnet eval --task sr --data "$data" --datasets Set14,BSD100,Urban100_Y --levels 2,3,4 --model $name \
-      --device cpu --json $res/sr-others-$name.json ;;
+    $memnet eval --task sr --data "$data" --datasets Set14,BSD100 --levels 2,3,4 --model $name \
+      --device cpu --json $res/sr-others-$name.json
+    # Urban100 (100 images of ~1024x680) takes ~10 minutes on 2 cores: URBAN_MAX=N evaluates the first N only
+    $memnet eval --task sr --data "$data" --datasets Urban100_Y --levels 2,3,4 --model $name --device cpu \
+      ${URBAN_MAX:+--max-images $URBAN_MAX} --json $res/sr-urban100-$name.json ;;
   deblock)
     $memnet eval --task deblock --data "$data" --datasets LIVE1 --levels 10,20,30,40 --model $name \
       --device cpu --json $res/deblock-live1-$name.json ;;
