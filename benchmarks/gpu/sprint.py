@@ -254,7 +254,7 @@ def run(args, out, record) -> int:
                   startup_seconds=time.monotonic() - START)
 
     def save_weights(note):
-        from napari_memnet.training.trainer import level_card
+        from napari_memnet.training.card import level_card
 
         save_model = _common.api("save_model")
 

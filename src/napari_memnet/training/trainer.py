@@ -27,7 +27,6 @@ exactly); the saved model file holds the recalibrated statistics, and the final
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +42,7 @@ from .config import TrainConfig
 from .data import TrainingData, prepare_data
 from .ema import WeightAverage
 from .losses import supervised_loss
+from .card import card_record, level_card, seed_everything
 from .bn_calibration import batchnorm_layers, freeze_batchnorm, recalibrate_batchnorm
 from .events import (
     EVENTS_NAME,
@@ -63,18 +63,6 @@ from .sampler import PatchSampler, crop_size
 # the recalibration batches come from a sampler of their own, seeded config.seed + this: the training
 # sampler's generators (which a resumed run continues) are never drawn from
 RECALIBRATION_SEED_OFFSET = 1_000_003
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def level_card(task: str, levels) -> dict:
-    from ..core.tasks import get_task
-
-    return {get_task(task).card_levels_key: list(levels)}
 
 
 class Trainer:
@@ -321,21 +309,7 @@ class Trainer:
         from ..models.files import save_model
 
         cfg = self.config
-        last = self.history.get("last") or {}
-        metrics = []
-        for level, v in (last.get("per_level") or {}).items():
-            base_lv = (self.history.get("base_model_per_level") or {}).get(level, {})
-            metrics.append({"dataset": "validation (held-out images)", "level": level, "psnr": round(v["psnr"], 4),
-                            "input_psnr": round(v["baseline_psnr"], 4), "before_psnr": base_lv.get("psnr"),
-                            "items": v["items"], "step": last.get("step")})
-        training = {"steps": self.step, "planned_steps": cfg.steps, "data": self.data.summary(), "config": cfg.to_dict(),
-                    "device": str(self.device), "precision": self.precision, "seconds": round(seconds, 1),
-                    "validation_psnr_before": self.history.get("base_model_psnr"),
-                    "validation_psnr_after": last.get("psnr"), "validation_input_psnr": self.history.get("baseline_psnr")}
-        if self.recalibration is not None:
-            training["batchnorm_recalibration"] = self.recalibration
-        if cfg.ema:
-            training["ema_decay"] = cfg.ema
+        training, metrics = card_record(self, seconds)
         return save_model(self.model_network, name or cfg.name, task=cfg.task,
                           directory=cfg.model_dir if directory is None else directory,
                           levels=level_card(cfg.task, cfg.levels),
