@@ -26,7 +26,7 @@ ALLOWED = {
     "cli": {"commands", "_version"},
     "demo": {"core", "models", "api", "sample_data"},
     "sample_data": {"core"},
-    "_widgets": {"core", "models", "restoration", "training", "api"},
+    "_widgets": {"core", "models", "restoration", "training", "api", "zoo"},
     "__init__": {"_version"},
     "__main__": {"cli"},
     "_version": set(),

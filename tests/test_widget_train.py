@@ -439,3 +439,32 @@ def test_train_controller_without_qt(tmp_path):
     assert controller.stop() and not controller.can_stop()
     controller.end()
     assert not controller.stop() and len(controller.events) == 1
+
+
+def test_export_button_writes_a_bioimageio_package_in_a_worker(make_napari_viewer, photo, tmp_path):
+    """After a run, "Export (bioimage.io)" writes the model as a package (off the main thread) that
+    imports back as the same network."""
+    pytest.importorskip("bioimageio.spec", reason="the optional 'bioimageio' extra is not installed")
+    from qtpy.QtWidgets import QApplication
+
+    from napari_memnet import import_bioimageio
+
+    viewer = make_napari_viewer()
+    noisy, clean = noisy_pair(photo)
+    viewer.add_image(clean, name="clean")
+    viewer.add_image(noisy, name="noisy")
+    widget = open_widget(viewer)
+    tiny_settings(widget, steps=1, name="tiny-export", every=1)
+    assert not widget.exporter.button.enabled
+    assert widget.run_blocking(timeout=120).error is None and widget.exporter.button.enabled
+    worker = widget.exporter.export(tmp_path / "tiny.zip")
+    assert worker is not None and not widget.exporter.button.enabled  # one export at a time
+    deadline = time.perf_counter() + 180
+    while widget.exporter.worker is not None and time.perf_counter() < deadline:
+        QApplication.processEvents()
+        time.sleep(0.01)
+    assert widget.exporter.last_path == str(tmp_path / "tiny.zip") and (tmp_path / "tiny.zip").stat().st_size > 0
+    assert "Exported to" in widget.status.value and widget.exporter.button.enabled
+    info = import_bioimageio(tmp_path / "tiny.zip", name="tiny-export-back")
+    back, trained = load_model(info.name).network.state_dict(), load_model("tiny-export").network.state_dict()
+    assert back.keys() == trained.keys() and all(torch.equal(back[k], trained[k]) for k in back)

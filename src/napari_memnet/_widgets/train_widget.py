@@ -9,19 +9,15 @@ bar, the plots (``train_plot``), the w_m bars and the preview layer.
 ``Stop`` sets the trainer's stop event (it saves a checkpoint and a usable
 model); ``Resume`` continues that run from its checkpoint. The result is a user
 model (``list_models()``); the Restore widget's list is refreshed and
-``Restore with it`` applies it to the selected layer through that widget.
+``Restore with it`` applies it to the selected layer through that widget;
+``Export (bioimage.io)`` writes it as a BioImage Model Zoo package (``train_result``).
 
 This module is the form (fields, choices, visibility, the settings they
 describe), composed with ``train_run.TrainRun`` (the worker and its signals)
 and its Qt-free ``train_controller.TrainController`` (what runs, the state of
 the run, what its events say).
 
-Scripting::
-
-    w = TrainWidget(viewer)
-    w.add_pair(viewer.layers["noisy"], viewer.layers["clean"])
-    w.steps.value = 200
-    outcome = w.run_blocking()        # or: worker = w.start()
+Scripting: ``w = TrainWidget(viewer); w.add_pair(noisy_layer, clean_layer); outcome = w.run_blocking()``.
 """
 
 from __future__ import annotations
@@ -34,7 +30,7 @@ from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, FloatSpin
 from . import layer_io
 from . import train_data as td
 from .train_plot import LiveView
-from .train_result import find_restore_widget, restore_with
+from .train_result import ModelExport, find_restore_widget, restore_with
 from .train_run import PREVIEW_LAYER, TrainRun
 from .train_settings import ARCH_CHOICES, WIDGET_CHANNELS, config_kwargs
 
@@ -115,6 +111,7 @@ class TrainWidget(Container):
         self.status = Label(value="")
         self.data_message = Label(value="", visible=False)
         self.restore_button = PushButton(text="Restore with it", enabled=False)
+        self.exporter = ModelExport(self)
         super().__init__(widgets=[
             self.source, self.degraded, self.clean, self.pair_row, self.clean_layers, self.degraded_dir,
             self.clean_dir, self.levels, self.validation, self.val_fraction, self.task, self.base_model,
@@ -129,7 +126,8 @@ class TrainWidget(Container):
         self.loss_plot, self.psnr_plot, self.weight_bars = self.live.loss_plot, self.live.psnr_plot, self.live.weight_bars
         layout = self.native.layout()
         layout.addWidget(self.live)
-        layout.addWidget(self.restore_button.native)
+        self.result_row = _row(self.restore_button, self.exporter.button)
+        layout.addWidget(self.result_row.native)
 
         self.source.changed.connect(self._on_source_changed)
         self.validation.changed.connect(self._update_visibility)
@@ -268,6 +266,7 @@ class TrainWidget(Container):
         self.stop_button.enabled = running and self.controller.can_stop()
         self.resume_button.enabled = not running and self._has_checkpoint()
         self.restore_button.enabled = not running and self.last_model is not None
+        self.exporter.enable(running)
 
     # ------------------------------------------------------------------- pairs
     def add_pair(self, degraded=None, clean=None) -> None:
