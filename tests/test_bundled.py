@@ -3,8 +3,10 @@
 All were trained on a CPU (see their cards and docs/results.md), so these tests
 pin what they do measurably: both denoisers (the paper's M6R6 C64 after a few
 hundred steps, the fast MemNet after 6,500) remove much of the noise at sigma 25
-and 50, the fast one more; the SR and deblocking models are, on average, no worse
-than bicubic / the JPEG they start from. Better-trained releases raise these bars."""
+and 50, the fast one more; the paper SR and deblocking models (a few hundred
+steps) are, on average, no worse than bicubic / the JPEG they start from, and
+the fast ones (9,000 / 12,000 steps from the fast denoiser's weights) clearly
+better. Better-trained releases raise these bars."""
 
 from __future__ import annotations
 
@@ -18,7 +20,12 @@ from napari_memnet.restoration.eager import restore_plane
 from napari_memnet.core.metrics import psnr
 
 BUNDLED = {"denoise": "memnet-denoise", "sr": "memnet-sr", "deblock": "memnet-deblock"}  # the paper's M6R6 C64
-FAST = {"denoise": "memnet-fast-denoise"}  # the fast MemNet (space-to-depth), CPU-trained
+FAST = {"denoise": "memnet-fast-denoise", "sr": "memnet-fast-sr", "deblock": "memnet-fast-deblock"}  # CPU-trained
+
+
+# margins over the input, measured with the shipped fast weights (the tests' docstrings say what) and kept ~25 % lower
+SR_X2, SR_X4 = 2.5, 2.5
+DB_Q10, DB_Q20 = 0.9, 0.9
 
 
 def _gray(path, size=64):
@@ -48,11 +55,10 @@ def test_every_task_has_a_bundled_model_with_an_honest_card():
         # what the default-model rule reads was measured, with the command
         assert card["selection"]["psnr"] > 0 and "memnet eval" in card["selection"]["command"]
         assert card["speed"]["cpu"]["mp_per_s"] > 0 and "memnet bench" in card["speed"]["cpu"]["command"]
-    # on this CPU the rule picks the fast denoiser (the paper model measured too slow here)
-    assert load_model(None, task="denoise", device="cpu").name == FAST["denoise"]
-    assert bundled["memnet-denoise"].card["speed"]["cpu"]["mp_per_s"] < 0.1
-    for task in ("sr", "deblock"):
-        assert load_model(None, task=task, device="cpu").name == BUNDLED[task]
+    # on this CPU the rule picks the fast models (the paper models measured too slow here)
+    for task, name in FAST.items():
+        assert load_model(None, task=task, device="cpu").name == name
+        assert bundled[BUNDLED[task]].card["speed"]["cpu"]["mp_per_s"] < 0.1
 
 
 @pytest.mark.parametrize("name, sigma, mean_gain", [("memnet-denoise", 25, 3.0), ("memnet-denoise", 50, 5.0),
@@ -84,23 +90,31 @@ def test_public_restore_uses_the_bundled_denoiser_on_uint8(shared_data, name):
     assert psnr(out, clean, data_range=255) > psnr(noisy, clean, data_range=255) + 2.0
 
 
-def test_bundled_sr_is_not_worse_than_bicubic_on_set5(shared_data):
-    model = load_model(None, task="sr")
+@pytest.mark.parametrize("name, scale, mean_gain", [("memnet-sr", 2, -0.05), ("memnet-fast-sr", 2, SR_X2),
+                                                    ("memnet-fast-sr", 4, SR_X4)])
+def test_bundled_sr_against_bicubic_on_set5(shared_data, name, scale, mean_gain):
+    """Set5, 96 px centre crops. The paper model is about bicubic; the fast one measured
+    +3.37 dB mean at x2 (0.54 .. 5.56), +3.42 at x4 (0.59 .. 4.95)."""
+    model = load_model(name)
     diffs = []
     for path in sorted((shared_data / "test" / "Set5").glob("*.png")):
-        hr = modcrop(_gray(path, size=96), 2)
-        bicubic = imresize(imresize(hr, 0.5), 2.0).astype(np.float32)
+        hr = modcrop(_gray(path, size=96), scale)
+        bicubic = imresize(imresize(hr, 1 / scale), float(scale)).astype(np.float32)
         out = restore_plane(model, bicubic, device="cpu")
-        diffs.append(psnr(out, hr, shave=2) - psnr(bicubic, hr, shave=2))
-    assert np.mean(diffs) > -0.05, diffs
+        diffs.append(psnr(out, hr, shave=scale) - psnr(bicubic, hr, shave=scale))
+    assert np.mean(diffs) > mean_gain, diffs
 
 
-def test_bundled_deblocker_is_not_worse_than_the_jpeg_on_classic5(shared_data):
-    model = load_model(None, task="deblock")
+@pytest.mark.parametrize("name, quality, mean_gain", [("memnet-deblock", 10, -0.05), ("memnet-fast-deblock", 10, DB_Q10),
+                                                      ("memnet-fast-deblock", 20, DB_Q20)])
+def test_bundled_deblockers_against_the_jpeg_on_classic5(shared_data, name, quality, mean_gain):
+    """Classic5 (first 3), 96 px centre crops. The paper model is about the JPEG; the fast one
+    measured +1.20 dB mean at q10 (0.85 .. 1.43), +1.21 at q20 (0.65 .. 1.71)."""
+    model = load_model(name)
     diffs = []
     for path in sorted((shared_data / "test" / "Classic5").glob("*.png"))[:3]:
-        clean = _gray(path)
-        compressed = jpeg_compress(clean, 10)
+        clean = _gray(path, size=96)
+        compressed = jpeg_compress(clean, quality)
         out = restore_plane(model, compressed, device="cpu")
         diffs.append(psnr(out, clean) - psnr(compressed, clean))
-    assert np.mean(diffs) > -0.05, diffs
+    assert np.mean(diffs) > mean_gain, diffs
