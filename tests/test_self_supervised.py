@@ -241,3 +241,11 @@ def test_restore_with_camera_noise_stabilises_the_variance_first(shared_data):
         napari_memnet.restore(counts, "sr", scale=2, camera=True)
     with pytest.raises(ValueError, match="2-D gray image"):
         napari_memnet.restore(np.stack([counts, counts]), "denoise", camera=True)
+
+
+def test_noisy_folder_refuses_a_separate_validation_or_clean_folder(tmp_path):
+    from napari_memnet.training.config import TrainConfig
+
+    for extra in ({"val_dir": str(tmp_path)}, {"clean_dir": str(tmp_path)}):
+        with pytest.raises(ValueError, match="cannot be combined with val_dir or clean_dir"):
+            TrainConfig(task="denoise", noisy_dir=str(tmp_path), **extra)

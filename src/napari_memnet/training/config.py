@@ -121,6 +121,9 @@ class TrainConfig:
             problems.append(f"minutes must be a positive number of minutes (or None), got {self.minutes!r}")
         if not (isinstance(self.checkpoint_minutes, (int, float)) and self.checkpoint_minutes > 0):
             problems.append(f"checkpoint_minutes must be a positive number, got {self.checkpoint_minutes!r}")
+        if self.noisy_dir and (self.val_dir or self.clean_dir):
+            problems.append("noisy_dir (noisy images alone) takes its validation images from the same folder "
+                            "(val_count / val_fraction); it cannot be combined with val_dir or clean_dir")
         if self.self_supervised is not None and self.self_supervised not in SELF_SUPERVISED:
             problems.append(f"self_supervised must be one of {SELF_SUPERVISED}, got {self.self_supervised!r}")
         if self.optimizer not in OPTIMIZERS:
