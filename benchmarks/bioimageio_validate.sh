@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 out=${1:-$(mktemp -d)}
 mkdir -p "$out" docs/results/bioimageio
 status=0
-for spec in "memnet-fast-denoise:" "memnet-sr:--scale 2"; do
+for spec in "memnet-fast-denoise:" "memnet-fast-sr:--scale 2" "memnet-sr:--scale 2"; do
   model=${spec%%:*}; extra=${spec#*:}; tag=$model${extra:+-x${extra##* }}
   start=$(date +%s)
   .venv/bin/memnet export-bioimageio "$model" "$out/$tag.zip" $extra
