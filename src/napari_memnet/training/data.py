@@ -117,6 +117,27 @@ def _quantize(plane: np.ndarray) -> np.ndarray:
     return (np.round(np.clip(plane, 0, 1) * 255) / 255).astype(np.float32)
 
 
+def source_entries(source, what: str, problems: list[str]) -> list:
+    """The images of ``source`` (a folder, a list of paths/folders/arrays, or an array or stack):
+    folders expand to their image files; missing paths are problems."""
+    if isinstance(source, (str, os.PathLike)):
+        source = [source]
+    if isinstance(source, np.ndarray):
+        return [source] if source.ndim == 2 or (source.ndim == 3 and source.shape[-1] in (1, 3, 4)) else list(source)
+    entries = []
+    for entry in source:  # folders expand to their images; files and arrays stay
+        if isinstance(entry, (str, os.PathLike)) and Path(entry).is_dir():
+            try:
+                entries += list_images(entry)
+            except ValueError as exc:
+                problems.append(f"{what}: {exc}")
+        elif isinstance(entry, (str, os.PathLike)) and not Path(entry).exists():
+            problems.append(f"{what} {entry}: no such file or folder")
+        else:
+            entries.append(entry)
+    return entries
+
+
 def _load_planes(source, task: str, what: str, problems: list[str], intensity: str = RESTORE,
                  names=None) -> list[tuple[str, np.ndarray]]:
     """(name, plane) for a folder, a list of paths, or a list of arrays; problems collected.
@@ -125,22 +146,7 @@ def _load_planes(source, task: str, what: str, problems: list[str], intensity: s
     caller's ``names`` (else ``<what>[i]``)."""
     if source is None:
         return []
-    if isinstance(source, (str, os.PathLike)):
-        source = [source]
-    if isinstance(source, np.ndarray):
-        entries = [source] if source.ndim == 2 or (source.ndim == 3 and source.shape[-1] in (1, 3, 4)) else list(source)
-    else:
-        entries = []
-        for entry in source:  # folders expand to their images; files and arrays stay
-            if isinstance(entry, (str, os.PathLike)) and Path(entry).is_dir():
-                try:
-                    entries += list_images(entry)
-                except ValueError as exc:
-                    problems.append(f"{what}: {exc}")
-            elif isinstance(entry, (str, os.PathLike)) and not Path(entry).exists():
-                problems.append(f"{what} {entry}: no such file or folder")
-            else:
-                entries.append(entry)
+    entries = source_entries(source, what, problems)
     out = []
     for i, entry in enumerate(entries):
         if isinstance(entry, (str, os.PathLike)):

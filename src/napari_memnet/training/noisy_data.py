@@ -24,31 +24,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..core.images import list_images, read_image
-from .data import TrainingData, TrainItem, ValItem, _centre_crop, _check_plane, _name, _report, split_validation, to_plane
+from ..core.images import read_image
+from .data import (TrainingData, TrainItem, ValItem, _centre_crop, _check_plane, _name, _report, source_entries,
+                   split_validation, to_plane)
 from .intensity_maps import RESTORE, array_intensity, check_rule, image_intensity
 
 SOURCE = "noisy"  # TrainingData.source of this data
-
-
-def _entries(source, what: str, problems: list[str]) -> list:
-    """Files and arrays of ``source`` (folders expanded to their images)."""
-    if isinstance(source, (str, os.PathLike)):
-        source = [source]
-    if isinstance(source, np.ndarray):
-        return [source] if source.ndim == 2 or (source.ndim == 3 and source.shape[-1] in (1, 3, 4)) else list(source)
-    entries = []
-    for entry in source:
-        if isinstance(entry, (str, os.PathLike)) and Path(entry).is_dir():
-            try:
-                entries += list_images(entry)
-            except ValueError as exc:
-                problems.append(f"{what}: {exc}")
-        elif isinstance(entry, (str, os.PathLike)) and not Path(entry).exists():
-            problems.append(f"{what} {entry}: no such file or folder")
-        else:
-            entries.append(entry)
-    return entries
 
 
 def load_noisy_planes(source, what: str, problems: list[str], intensity: str = RESTORE, names=None,
@@ -56,7 +37,7 @@ def load_noisy_planes(source, what: str, problems: list[str], intensity: str = R
     """(name, 2-D float32 plane on 0..1) of each noisy image; problems collected.
     ``dtypes`` (pixel type -> names) is filled for the one-pixel-type check."""
     out = []
-    for i, entry in enumerate(_entries(source, what, problems)):
+    for i, entry in enumerate(source_entries(source, what, problems)):
         if isinstance(entry, (str, os.PathLike)):
             name = Path(entry).name
             try:
