@@ -98,6 +98,34 @@ def cosine(t: float, lr: float, lr_min: float) -> float:
     return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
+def train_for_cpu_budget(trainer, name: str, minutes: float, val_every: float) -> tuple[list, float, float]:
+    """Train ``trainer`` for ``minutes`` of process CPU time with a cosine learning rate over that budget,
+    validating every ``val_every`` CPU-seconds (not charged) and at the end: (curve, CPU seconds, wall seconds)."""
+    cfg = trainer.config
+    budget, used, next_val, curve, lr0 = 60.0 * minutes, 0.0, val_every, [], cfg.lr
+
+    def record():
+        v = trainer.validate()
+        curve.append({"cpu_s": round(used, 1), "step": trainer.step, "psnr": v.psnr,
+                      "per_level": {k: round(x["psnr"], 4) for k, x in v.per_level.items()}})
+        print(f"{name}: {used:7.0f} cpu-s  step {trainer.step:6d}  val {v.psnr:.3f} dB  {curve[-1]['per_level']}",
+              flush=True)
+
+    record()
+    t_wall = time.time()
+    while used < budget:
+        cfg.lr = cosine(used / budget, lr0, cfg.lr_min)
+        t0 = time.process_time()
+        trainer.train_step()
+        used += time.process_time() - t0
+        if used >= next_val:
+            record()
+            next_val += val_every
+    if curve[-1]["step"] != trainer.step:
+        record()
+    return curve, used, time.time() - t_wall
+
+
 def run_candidate(name: str, spec: dict, minutes: float, val_every: float, out: Path) -> dict:
     import torch
 
@@ -116,34 +144,11 @@ def run_candidate(name: str, spec: dict, minutes: float, val_every: float, out: 
     for _ in range(20):
         trainer.sampler.batch(cfg.batch_size)
     data_s = (time.process_time() - t0) / 20
-    budget = 60.0 * minutes
-    curve, used, next_val = [], 0.0, val_every
-    lr0 = cfg.lr
-
-    def record():
-        v = trainer.validate()
-        point = {"cpu_s": round(used, 1), "step": trainer.step, "psnr": v.psnr,
-                 "per_level": {k: round(x["psnr"], 4) for k, x in v.per_level.items()}}
-        curve.append(point)
-        print(f"{name}: {used:7.0f} cpu-s  step {trainer.step:6d}  val {v.psnr:.3f} dB  {point['per_level']}",
-              flush=True)
-
-    record()
-    t_wall = time.time()
-    while used < budget:
-        cfg.lr = cosine(used / budget, lr0, cfg.lr_min)
-        t0 = time.process_time()
-        trainer.train_step()
-        used += time.process_time() - t0
-        if used >= next_val:
-            record()
-            next_val += val_every
-    if curve[-1]["step"] != trainer.step:
-        record()
+    curve, used, wall = train_for_cpu_budget(trainer, name, minutes, val_every)
     px = trainer.step * cfg.batch_size * cfg.patch_size**2
     result = {"name": name, "spec": {k: v for k, v in settings.items() if k not in ("steps", "name")},
               "threads": torch.get_num_threads(), "cpu_seconds": round(used, 1),
-              "wall_seconds": round(time.time() - t_wall, 1), "steps": trainer.step,
+              "wall_seconds": round(wall, 1), "steps": trainer.step,
               "train_pixels_per_cpu_s": round(px / used, 1), "data_seconds_per_batch": round(data_s, 5),
               "data_fraction": round(data_s * trainer.step / used, 4), "parameters": trainer.parameters_count(),
               "final_psnr": curve[-1]["psnr"], "final_per_level": curve[-1]["per_level"], "curve": curve,

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
@@ -34,6 +33,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+from cpu_study import train_for_cpu_budget  # noqa: E402  the same CPU-budget loop as the denoising study
 
 TRAIN_DIR, VAL_DIR = ROOT / ".data" / "train400-train", ROOT / ".data" / "train400-val"  # denoise_split.sh
 EVAL_SETS, EVAL_WIDTHS = ("Set12", "BSD68"), (2, 3)
@@ -49,10 +51,6 @@ CANDIDATES = {
     "memnet-fast": {"architecture": "memnet", "arch": {"blocks": 2, "recursions": 3, "channels": 64, "unshuffle": 2},
                     "lr": 2e-3},
 }
-
-
-def cosine(t: float, lr: float, lr_min: float) -> float:
-    return lr_min + 0.5 * (lr - lr_min) * (1 + math.cos(math.pi * min(1.0, t)))
 
 
 def _write(out: Path, name: str, result: dict) -> None:
@@ -87,31 +85,11 @@ def train_candidate(name: str, minutes: float, val_every: float, out: Path, trai
     settings = {**BASE, **spec, "name": name, "steps": 10**9, "schedule": "constant"}
     cfg = TrainConfig(**settings)
     trainer = Trainer(cfg, clean=str(train_dir), validation=str(val_dir))
-    budget, used, next_val, curve, lr0 = 60.0 * minutes, 0.0, val_every, [], cfg.lr
-
-    def record():
-        v = trainer.validate()
-        curve.append({"cpu_s": round(used, 1), "step": trainer.step, "psnr": v.psnr,
-                      "per_level": {k: round(x["psnr"], 4) for k, x in v.per_level.items()}})
-        print(f"{name}: {used:7.0f} cpu-s  step {trainer.step:6d}  val {v.psnr:.3f} dB  {curve[-1]['per_level']}",
-              flush=True)
-
-    record()
-    t_wall = time.time()
-    while used < budget:
-        cfg.lr = cosine(used / budget, lr0, cfg.lr_min)
-        t0 = time.process_time()
-        trainer.train_step()
-        used += time.process_time() - t0
-        if used >= next_val:
-            record()
-            next_val += val_every
-    if curve[-1]["step"] != trainer.step:
-        record()
-    info = trainer.save_final_model(time.time() - t_wall, directory=out / "models", name=name)
+    curve, used, wall = train_for_cpu_budget(trainer, name, minutes, val_every)
+    info = trainer.save_final_model(wall, directory=out / "models", name=name)
     result = {"name": name, "spec": {k: v for k, v in settings.items() if k not in ("steps", "name")},
               "threads": torch.get_num_threads(), "cpu_seconds": round(used, 1),
-              "wall_seconds": round(time.time() - t_wall, 1), "steps": trainer.step,
+              "wall_seconds": round(wall, 1), "steps": trainer.step,
               "parameters": trainer.parameters_count(), "input_psnr": trainer.history.get("baseline_psnr"),
               "final_psnr": curve[-1]["psnr"], "final_per_level": curve[-1]["per_level"], "curve": curve,
               "model": str(info.path), "command": " ".join(sys.argv)}
