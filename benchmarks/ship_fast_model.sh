@@ -14,7 +14,7 @@
 # 4. Evaluates on the task's other benchmark sets (denoise: BSD68, BSD200 and BM3D; sr: Set14, BSD100,
 #    Urban100; deblock: LIVE1). Records go to docs/results/. Test sets are used only here, after
 #    training and model selection.
-# SKIP_BENCH=1 skips step 3's speed (keeps the card's speed): for a busy machine. URBAN_MAX: see below.
+# SKIP_BENCH=1 skips step 3's bench (the cards' speed is then read from its last record): for a busy machine. URBAN_MAX: see below.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 task=${1:?usage: ship_fast_model.sh TASK RUN_DIR}
@@ -58,14 +58,13 @@ sel="$memnet eval --task $task --data $data --datasets $selset --levels $selleve
 $sel
 "$py" benchmarks/card_numbers.py $name --selection $sel_json --command "$sel"
 
-if [ -z "${SKIP_BENCH:-}" ]; then
-  bench_json=$res/bench_cpu_2048_$name-vs-paper.json
-  [ $task = denoise ] && bench_json=$res/bench_cpu_2048_fast_vs_paper.json
-  bench="$memnet bench --sizes 2048 --no-reference --model $name --versus $paper --versus-max-tiles 3 --json $bench_json"
-  $bench
-  "$py" benchmarks/card_numbers.py $name --speed $bench_json --kind cpu --command "$bench"
-  "$py" benchmarks/card_numbers.py $paper --speed $bench_json --kind cpu --command "$bench"
-fi
+bench_json=$res/bench_cpu_2048_$name-vs-paper.json
+[ $task = denoise ] && bench_json=$res/bench_cpu_2048_fast_vs_paper.json
+bench="$memnet bench --sizes 2048 --no-reference --model $name --versus $paper --versus-max-tiles 3 --json $bench_json"
+[ -z "${SKIP_BENCH:-}" ] && $bench
+# the card copied from the run has no speed: write it from this bench (or, with SKIP_BENCH, the last one)
+"$py" benchmarks/card_numbers.py $name --speed $bench_json --kind cpu --command "$bench"
+"$py" benchmarks/card_numbers.py $paper --speed $bench_json --kind cpu --command "$bench"
 
 case $task in
   denoise)
