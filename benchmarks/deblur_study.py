@@ -50,6 +50,8 @@ CANDIDATES = {
     # the fast MemNet of the shipped denoiser (M2R3 C64, space-to-depth 2) at its recipe's learning rate
     "memnet-fast": {"architecture": "memnet", "arch": {"blocks": 2, "recursions": 3, "channels": 64, "unshuffle": 2},
                     "lr": 2e-3},
+    # the same network started from the shipped fast denoiser's weights (what the SR and JPEG models did)
+    "memnet-fast-init": {"architecture": "memnet", "init": "memnet-fast-denoise", "lr": 2e-3},
 }
 
 

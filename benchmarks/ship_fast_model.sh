@@ -4,6 +4,10 @@
 #   bash benchmarks/ship_fast_model.sh denoise training-runs/fast-denoise
 #   bash benchmarks/ship_fast_model.sh sr      training-runs/fast-sr
 #   bash benchmarks/ship_fast_model.sh deblock training-runs/fast-deblock
+#   NAME=mhnet-deblur bash benchmarks/ship_fast_model.sh deblur training-runs/mhnet-deblur
+#
+# NAME: the shipped model's name (default memnet-fast-TASK). deblur has no paper model: its speed is
+# measured against the fast denoiser (the same CPU budget class) instead.
 #
 # 1. Picks the run's model with the higher held-out validation PSNR (training images held out by
 #    denoise_split.sh / split291.sh): RUN/best/NAME (the best validation so far) or RUN/NAME (the end).
@@ -19,8 +23,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 task=${1:?usage: ship_fast_model.sh TASK RUN_DIR}
 run=${2:?usage: ship_fast_model.sh TASK RUN_DIR}
-name=memnet-fast-$task
+name=${NAME:-memnet-fast-$task}
 paper=memnet-$task
+[ "$task" = deblur ] && paper=memnet-fast-denoise
 data=${NAPARI_MEMNET_DATA:-../shared/data}/test
 py=${PY:-.venv/bin/python}
 memnet=${MEMNET:-.venv/bin/memnet}
@@ -29,6 +34,7 @@ case $task in
   denoise) selset=Set12; sellevels=15,25,50 ;;
   sr) selset=Set5; sellevels=2,3,4 ;;
   deblock) selset=Classic5; sellevels=10,20,30,40 ;;
+  deblur) selset=Set12; sellevels=2,3 ;;
   *) echo "unknown task $task" >&2; exit 2 ;;
 esac
 
@@ -64,7 +70,7 @@ bench="$memnet bench --sizes 2048 --no-reference --model $name --versus $paper -
 [ -z "${SKIP_BENCH:-}" ] && $bench
 # the card copied from the run has no speed: write it from this bench (or, with SKIP_BENCH, the last one)
 "$py" benchmarks/card_numbers.py $name --speed $bench_json --kind cpu --command "$bench"
-"$py" benchmarks/card_numbers.py $paper --speed $bench_json --kind cpu --command "$bench"
+[ "$task" = deblur ] || "$py" benchmarks/card_numbers.py $paper --speed $bench_json --kind cpu --command "$bench"
 
 case $task in
   denoise)
@@ -82,4 +88,7 @@ case $task in
   deblock)
     $memnet eval --task deblock --data "$data" --datasets LIVE1 --levels 10,20,30,40 --model $name \
       --device cpu --json $res/deblock-live1-$name.json ;;
+  deblur)
+    $memnet eval --task deblur --data "$data" --datasets Set12,BSD68,Classic5 --levels 1,2,3 --model $name \
+      --device cpu --json $res/deblur-all-$name.json ;;
 esac

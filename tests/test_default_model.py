@@ -66,19 +66,20 @@ def test_bundled_defaults_follow_the_rule(task):
     assert first == name and "default on cpu" in label
 
 
-@pytest.mark.parametrize("task", [name for name, task in TASKS.items() if not task.default_model])
-def test_a_task_without_a_bundled_model_says_how_to_train_one(task):
-    """The registry says no model is bundled (deblur so far): nothing is the default, and restore
-    without a model names the command that trains one."""
+@pytest.mark.parametrize("task", list(TASKS))
+def test_without_its_bundled_models_a_task_says_how_to_train_one(task, monkeypatch, tmp_path):
+    """An install without a task's bundled weights (a trimmed install, or a task that ships none):
+    nothing is marked the default, and restore without a model names the command that trains one."""
     import numpy as np
 
+    import napari_memnet.models.files as modelfile
     from napari_memnet import restore
     from napari_memnet.models.files import ModelFileError
 
-    assert default_model_name(task, "cpu") is None
+    monkeypatch.setattr(modelfile, "BUNDLED_DIR", tmp_path)
     assert all("default on" not in label for label, _ in model_choices(list_models(task), task, "cpu"))
     with pytest.raises(ModelFileError, match=f"memnet train --task {task}"):
-        restore(np.zeros((16, 16), np.float32), task, device="cpu")
+        restore(np.zeros((16, 16), np.float32), task, device="cpu", scale=2 if task == "sr" else None)
 
 
 def test_restore_uses_the_default_for_its_device():

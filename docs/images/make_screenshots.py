@@ -1,7 +1,7 @@
 """Make the screenshots and before/after images of docs/usage.md in a real napari window.
 
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python docs/images/make_screenshots.py \
-        [--denoise-model NAME] [--sr-model NAME] [--deblock-model NAME] [--out docs/images]
+        [--denoise-model NAME] [--sr-model NAME] [--deblock-model NAME] [--deblur-model NAME] [--out docs/images]
 
 Each task uses the bundled default model unless a model is named; a task with
 no model is skipped. Everything goes through the Restore widget exactly as a
@@ -80,6 +80,7 @@ def main(argv=None) -> int:
     parser.add_argument("--denoise-model")
     parser.add_argument("--sr-model")
     parser.add_argument("--deblock-model")
+    parser.add_argument("--deblur-model")
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     args = parser.parse_args(argv)
     out: Path = args.out
@@ -169,21 +170,20 @@ def main(argv=None) -> int:
                   out / f"{shot_prefix}_strip.png", colors=None)
 
     denoise = _model_for("denoise", args.denoise_model)
-    sr = _model_for("sr", args.sr_model)
-    deblock = _model_for("deblock", args.deblock_model)
     if denoise:
         run_task("noisy", "denoise", denoise, shot_prefix="denoise", mid_run_shot=True)
         run_task("cells", "denoise", denoise, shot_prefix="cells")
     else:
         print("no denoising model: skipping the denoise screenshots", file=sys.stderr)
-    if sr:
-        run_task("lowres", "sr", sr, scale=2, shot_prefix="sr")
-    else:
-        print("no super-resolution model: skipping the SR screenshots", file=sys.stderr)
-    if deblock:
-        run_task("jpeg", "deblock", deblock, shot_prefix="deblock")
-    else:
-        print("no deblocking model: skipping the JPEG screenshots", file=sys.stderr)
+    # (sample, task, model option, screenshot prefix, SR scale)
+    for sample, task, named, prefix, scale in (("lowres", "sr", args.sr_model, "sr", 2),
+                                               ("jpeg", "deblock", args.deblock_model, "deblock", None),
+                                               ("blurry", "deblur", args.deblur_model, "deblur", None)):
+        model = _model_for(task, named)
+        if model:
+            run_task(sample, task, model, scale=scale, shot_prefix=prefix)
+        else:
+            print(f"no {task} model: skipping the {prefix} screenshots", file=sys.stderr)
 
     (out / "numbers.txt").write_text("\n".join(numbers) + "\n")
     viewer.close()
