@@ -44,7 +44,20 @@ def test_the_packaged_upsampling_is_matlab_bicubic(scale):
 def _tiny(tmp_path, task, unshuffle=1, name="tiny"):
     net = random_memnet(blocks=2, recursions=1, channels=8, unshuffle=unshuffle)
     return save_model(net, name, task=task, directory=tmp_path / "models", levels={"test": True},
-                      metrics=[{"dataset": "none", "level": "1", "psnr": 1.0}])
+                      metrics=[{"dataset": "none", "level": "1", "psnr": 1.0}],
+                      training={"data": {"description": f"2 images from {tmp_path / 'clean'}"}})
+
+
+def test_a_shared_card_keeps_no_absolute_paths():
+    from napari_memnet.zoo.document import shareable_card
+
+    card = {"data": "400 images from /home/ann/data/Train400 + C:\\Users\\ann\\T91", "n": 3,
+            "dirs": ["/home/ann/cells", ".data/train400-train", "../shared/data/test"],
+            "cite": "https://arxiv.org/abs/1708.02209", "command": "memnet eval --data /srv/x/test --json r.json"}
+    assert shareable_card(card) == {
+        "data": "400 images from Train400 + T91", "n": 3, "dirs": ["cells", ".data/train400-train", "../shared/data/test"],
+        "cite": "https://arxiv.org/abs/1708.02209", "command": "memnet eval --data test --json r.json"}
+    assert card["dirs"][0] == "/home/ann/cells"  # the model's own card is not changed
 
 
 def _image(shape=(41, 38), seed=3):
@@ -98,6 +111,8 @@ def test_the_cli_exports_and_imports_a_fast_denoiser(tmp_path, capsys):
     for name in ("tiny", "from-folder"):
         assert np.array_equal(restore(image, "denoise", model=name, device="cpu"), expected)
     readme = zipfile.ZipFile(out).read("README.md").decode()
+    rdf = zipfile.ZipFile(out).read("rdf.yaml").decode()
+    assert "2 images from clean" in rdf and str(tmp_path) not in rdf + readme  # no paths of this machine
     assert "Tai" in readme and "ICCV 2017" in readme and "BSD-3-Clause" in readme and "| none | 1 | 1.0" in readme
 
 

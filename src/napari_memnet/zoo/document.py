@@ -6,6 +6,7 @@ bioimageio import."""
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 
@@ -20,6 +21,24 @@ CITATIONS = {
     "mhnet": ("Gao, H., Dang, D.: Mixed Hierarchy Network for Image Restoration. arXiv 2302.09554 (2023)",
               "https://arxiv.org/abs/2302.09554"),
 }
+
+
+# an absolute path (POSIX "/a/b/c", Windows "C:\\a\\b\\c") not inside a URL or a relative path: its last part
+# is group 1
+_ABSOLUTE_PATH = re.compile(r"(?<![\w:/.~-])(?:[A-Za-z]:\\|/)(?:[^\s/\\]+[/\\])+([^\s/\\]+)")
+
+
+def shareable_card(card):
+    """``card`` with every absolute path in its strings cut to its last part ("/home/ann/data/cells" ->
+    "cells"): a package is shared, and the folders a model was trained from on one machine say
+    nothing on another but who trained it where. Relative paths and URLs are kept; a new object."""
+    if isinstance(card, dict):
+        return {key: shareable_card(value) for key, value in card.items()}
+    if isinstance(card, (list, tuple)):
+        return [shareable_card(value) for value in card]
+    if isinstance(card, str):
+        return _ABSOLUTE_PATH.sub(lambda m: m.group(1), card)
+    return card
 
 
 def citations(architecture: str) -> list[tuple[str, str]]:

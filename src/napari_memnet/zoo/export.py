@@ -13,7 +13,8 @@ The package holds:
   (noise sigma 25, bicubic down by the scale, JPEG quality 20) or a given image,
   and what ``napari_memnet.restore`` makes of it on the CPU in fp32;
 * ``cover.png``, ``README.md`` (``zoo/document.py``), the citation, the licence,
-  and the whole model card under ``config.napari_memnet`` (``zoo/install.py`` reads it).
+  and the whole model card under ``config.napari_memnet`` (``zoo/install.py`` reads it), with
+  absolute paths cut to their last part (``document.shareable_card``).
 
 Intensities: inputs on the 8-bit scale 0..255, preprocessing ``scale_linear``
 1/255, postprocessing 255: ``restore``'s map for 8-bit data, unclipped float out.
@@ -35,7 +36,7 @@ from .._version import __version__
 from ..core.atomic import atomic_path
 from ..core.intensity import choose_intensity
 from ..core.tasks import check_task, get_task
-from .document import LICENSE, citations, cover, readme
+from .document import LICENSE, citations, cover, readme, shareable_card
 from .source import architecture_source
 
 SAMPLE = Path(__file__).resolve().parents[1] / "samples" / "astronaut_gray_256.png"
@@ -166,7 +167,7 @@ def export_bioimageio(model, out, *, scale: int | None = None, test_image=None, 
     from ..models.files import load_model
 
     loaded = load_model(model)
-    card = dict(loaded.card)
+    card = shareable_card(loaded.card)  # no absolute paths of the machine it was trained on
     task = card.get("task")
     if not task:
         raise ValueError(f"model {loaded.name!r} has no task in its card; save it with a task first")
