@@ -15,17 +15,21 @@ import pytest
 from PIL import Image
 
 from napari_memnet import list_models, load_model, restore
+from napari_memnet.core.blur import blur, make_psf
 from napari_memnet.core.degrade import add_noise, imresize, jpeg_compress, modcrop, rgb_to_y
+from napari_memnet.core.tasks import DEBLUR_EVAL_NOISE
 from napari_memnet.restoration.eager import restore_plane
 from napari_memnet.core.metrics import psnr
 
 BUNDLED = {"denoise": "memnet-denoise", "sr": "memnet-sr", "deblock": "memnet-deblock"}  # the paper's M6R6 C64
 FAST = {"denoise": "memnet-fast-denoise", "sr": "memnet-fast-sr", "deblock": "memnet-fast-deblock"}  # CPU-trained
+MHNET = {"deblur": "mhnet-deblur"}  # the small MHNet (C16, depth 3), CPU-trained
 
 
 # margins over the input, measured with the shipped fast weights (the tests' docstrings say what) and kept ~25 % lower
 SR_X2, SR_X4 = 2.5, 2.5
 DB_Q10, DB_Q20 = 0.9, 0.9
+BLUR_W2, BLUR_W3 = 1.5, 1.5
 
 
 def _gray(path, size=64):
@@ -38,7 +42,7 @@ def _gray(path, size=64):
 
 def test_every_task_has_a_bundled_model_with_an_honest_card():
     bundled = {m.name: m for m in list_models() if m.source == "bundled"}
-    assert set(bundled) == set(BUNDLED.values()) | set(FAST.values())
+    assert set(bundled) == set(BUNDLED.values()) | set(FAST.values()) | set(MHNET.values())
     for task, name in BUNDLED.items():
         info = bundled[name]
         assert info.task == task and info.path.stat().st_size < 5 * 2**20
@@ -55,6 +59,13 @@ def test_every_task_has_a_bundled_model_with_an_honest_card():
         # what the default-model rule reads was measured, with the command
         assert card["selection"]["psnr"] > 0 and "memnet eval" in card["selection"]["command"]
         assert card["speed"]["cpu"]["mp_per_s"] > 0 and "memnet bench" in card["speed"]["cpu"]["command"]
+    for task, name in MHNET.items():
+        card = bundled[name].card
+        assert card["task"] == task and card["architecture"] == "mhnet" and card["config"]["channels"] == 16
+        assert card["training"]["device"] == "cpu" and card["training"]["steps"] > 0
+        assert card["selection"]["psnr"] > 0 and "memnet eval" in card["selection"]["command"]
+        assert card["speed"]["cpu"]["mp_per_s"] > 0 and "memnet bench" in card["speed"]["cpu"]["command"]
+        assert load_model(None, task=task, device="cpu").name == name  # the only deblurring model
     # on this CPU the rule picks the fast models (the paper models measured too slow here)
     for task, name in FAST.items():
         assert load_model(None, task=task, device="cpu").name == name
@@ -117,4 +128,18 @@ def test_bundled_deblockers_against_the_jpeg_on_classic5(shared_data, name, qual
         compressed = jpeg_compress(clean, quality)
         out = restore_plane(model, compressed, device="cpu")
         diffs.append(psnr(out, clean) - psnr(compressed, clean))
+    assert np.mean(diffs) > mean_gain, diffs
+
+
+@pytest.mark.parametrize("width, mean_gain", [(2, BLUR_W2), (3, BLUR_W3)])
+def test_bundled_deblurrer_against_the_blurred_input_on_set12(shared_data, width, mean_gain):
+    """Set12 01-03, 96 px centre crops blurred as ``memnet eval --task deblur`` does (Gaussian PSF of
+    ``width`` px, symmetric borders, + 1 % noise). MEASURED_DEBLUR"""
+    model = load_model(MHNET["deblur"])
+    diffs = []
+    for i, path in enumerate(sorted((shared_data / "test" / "Set12").glob("*.png"))[:3]):
+        clean = _gray(path, size=96)
+        blurred = add_noise(blur(clean, make_psf("gaussian", width)), DEBLUR_EVAL_NOISE, rng=np.random.default_rng(i))
+        out = restore_plane(model, blurred, device="cpu")
+        diffs.append(psnr(out, clean) - psnr(blurred, clean))
     assert np.mean(diffs) > mean_gain, diffs

@@ -108,3 +108,24 @@ def test_unknown_model_is_a_one_line_error(tmp_path, capsys):
 def test_sr_needs_a_scale(tmp_path, capsys):
     code = main(["restore", str(tmp_path), "-o", str(tmp_path / "o"), "--task", "sr"])
     assert code == 2 and "needs a scale" in capsys.readouterr().err
+
+
+def test_camera_counts_stack(tiny_models, shared_data, tmp_path, capsys):
+    """--camera: a uint16 ZYX stack of camera counts, each plane stabilised for its own noise, as
+    ``restore(..., camera=True)``; refused for other tasks and for zarr output."""
+    from napari_memnet.core.camera import poisson_gaussian
+
+    with Image.open(sorted((shared_data / "test" / "Set5").glob("*.png"))[0]) as im:
+        gray = np.asarray(im.convert("L"), dtype=np.float64)[:64, :72] / 255.0
+    counts = np.stack([poisson_gaussian(gray, peak, 2.0, 100.0, rng=k) for k, peak in enumerate((10.0, 50.0))])
+    src = tmp_path / "counts.tif"
+    tifffile.imwrite(src, counts, imagej=True, metadata={"axes": "ZYX"})
+    code = main(["restore", str(src), "-o", str(tmp_path / "out"), "--task", "denoise", "--model", "tiny-denoise",
+                 "--device", "cpu", "-q", "--camera"])
+    assert code == 0
+    expected = restore(counts, "denoise", model=tiny_models["denoise"], device="cpu", camera=True)
+    np.testing.assert_array_equal(tifffile.imread(tmp_path / "out" / "counts_denoise.tif"), expected)
+    capsys.readouterr()
+    for extra in (["--task", "sr", "--scale", "2"], ["--task", "denoise", "--zarr"]):
+        assert main(["restore", str(src), "-o", str(tmp_path / "o2"), "--camera", *extra]) == 2
+        assert "--camera is for --task denoise" in capsys.readouterr().err

@@ -239,8 +239,15 @@ def test_restore_with_camera_noise_stabilises_the_variance_first(shared_data):
     np.testing.assert_array_equal(counts, kept)
     with pytest.raises(ValueError, match="camera=True is for task 'denoise'"):
         napari_memnet.restore(counts, "sr", scale=2, camera=True)
-    with pytest.raises(ValueError, match="2-D gray image"):
-        napari_memnet.restore(np.stack([counts, counts]), "denoise", camera=True)
+    with pytest.raises(ValueError, match="on gray images"):
+        napari_memnet.restore(np.stack([counts] * 3, axis=-1), "denoise", camera=True)  # RGB
+    with pytest.raises(ValueError, match="in-memory"):
+        napari_memnet.restore(counts, "denoise", camera=True, scheduler="synchronous")
+    # a stack: every plane with its own noise estimate, as if restored alone
+    brighter = poisson_gaussian(clean, 40.0, 3.0, 100.0, rng=4)
+    stack = napari_memnet.restore(np.stack([counts, brighter]), "denoise", camera=True)
+    np.testing.assert_array_equal(stack[0], stabilised)
+    np.testing.assert_array_equal(stack[1], napari_memnet.restore(brighter, "denoise", camera=True))
 
 
 def test_noisy_folder_refuses_a_separate_validation_or_clean_folder(tmp_path):

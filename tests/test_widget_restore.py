@@ -182,6 +182,38 @@ def test_stack_current_plane_then_whole_stack(make_napari_viewer, tiny_models, c
     np.testing.assert_allclose(whole.data[1], plane.data[0], atol=1e-5)
 
 
+def test_camera_noise_plane_and_stack(make_napari_viewer, tiny_models, crop):
+    """uint16 camera counts: the camera option (denoising only) restores the plane on screen and the
+    whole stack as ``restore(..., camera=True)`` does, each plane with its own noise estimate; RGB is
+    refused with a message."""
+    from napari.utils.notifications import notification_manager
+
+    from napari_memnet.core.camera import poisson_gaussian
+
+    viewer = make_napari_viewer()
+    counts = np.stack([poisson_gaussian(crop, peak, 2.0, 100.0, rng=k) for k, peak in enumerate((15.0, 60.0))])
+    layer = viewer.add_image(counts, name="counts")
+    widget = open_widget(viewer)
+    assert shown(widget.camera)
+    widget.task.value = "sr"
+    assert hidden(widget.camera)
+    widget.task.value = "denoise"
+    widget.camera.value = True
+    viewer.dims.set_current_step(0, 1)
+    plane = widget.run_blocking(timeout=60)
+    expected = restore(counts, "denoise", model="tiny-denoise", camera=True)
+    assert plane.data.dtype == np.uint16
+    np.testing.assert_array_equal(plane.data[0], expected[1])
+    widget.stack_mode.value = "whole stack"
+    np.testing.assert_array_equal(widget.run_blocking(timeout=60).data, expected)
+    assert not np.array_equal(expected[1], restore(counts[1], "denoise", model="tiny-denoise"))
+    np.testing.assert_array_equal(layer.data, counts)  # the input is untouched
+    rgb = viewer.add_image(np.stack([counts[0]] * 3, -1).astype(np.uint8), name="rgb", rgb=True)
+    before = len(notification_manager.records)
+    assert widget.run(rgb) is None
+    assert "camera noise applies to denoising gray layers" in str(notification_manager.records[before:][-1].message)
+
+
 def test_rgb_image(make_napari_viewer, tiny_models):
     viewer = make_napari_viewer()
     rgb = np.stack([astronaut_uint8()[:48, :48]] * 3, axis=-1)

@@ -13,7 +13,7 @@ __all__ = ["Cancelled", "RestoreResult", "TileProgress", "restore", "restore_ite
 
 
 def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto", precision="auto",
-                 tile_size=None, progress=None, cancel=None, chunks=None, scheduler=None):
+                 tile_size=None, progress=None, cancel=None, chunks=None, scheduler=None, camera=False):
     """Generator form of ``restore``: yields ``TileProgress`` per tile, then one ``RestoreResult``.
 
     Arguments are those of ``restore``. Raises ``Cancelled`` (between tiles)
@@ -22,6 +22,9 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
     (``restoration.lazy.graph.restore_dask_iter``): one ``TileProgress`` per
     block, and the final ``RestoreResult`` holds the whole computed array."""
     if is_lazy_input(image) or scheduler is not None:
+        if camera:
+            raise ValueError("camera=True is for in-memory (numpy) images: load the planes, or restore "
+                             "without it (dask, zarr and scheduler runs)")
         from .restoration.lazy.graph import restore_dask_iter
         from .restoration.lazy.plan import as_dask
 
@@ -34,7 +37,7 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
     if chunks is not None:
         raise ValueError("chunks applies only to dask/zarr images or with a scheduler")
     yield from _eager_iter(image, task, scale=scale, model=model, axes=axes, device=device, precision=precision,
-                           tile_size=tile_size, progress=progress, cancel=cancel)
+                           tile_size=tile_size, progress=progress, cancel=cancel, camera=camera)
 
 
 def restore(image, task, *, scale=None, model=None, axes=None, device="auto", precision="auto",
@@ -60,21 +63,14 @@ def restore(image, task, *, scale=None, model=None, axes=None, device="auto", pr
       ``tcp://`` address of a dask.distributed scheduler, or a ``Client``) the
       blocks are computed there and a numpy array is returned, for numpy input too.
 
-    * ``camera=True`` (task "denoise", a 2-D numpy image of camera counts): photon (Poisson) plus read
-      (Gaussian) noise; the image is denoised behind the generalized Anscombe transform, its noise
-      curve estimated from the image (``core.camera.stabilised``; measured in docs/self-supervised.md).
+    * ``camera=True`` (task "denoise", a gray numpy image of camera counts: a plane or a stack of
+      planes): photon (Poisson) plus read (Gaussian) noise; each plane is denoised behind the
+      generalized Anscombe transform, its noise curve estimated from the plane itself
+      (``core.camera.stabilise``; measured in docs/self-supervised.md).
 
     The input is never modified. Integer inputs come back in their dtype,
     floating-point ones as float32."""
-    if camera:
-        if task != "denoise" or is_lazy_input(image) or scheduler is not None:
-            raise ValueError("camera=True is for task 'denoise' on an in-memory (numpy) image")
-        from .core.camera import stabilised
-
-        return stabilised(image, lambda t: restore(t, task, model=model, axes=axes, device=device,
-                                                   precision=precision, tile_size=tile_size, progress=progress,
-                                                   cancel=cancel))
-    if is_lazy_input(image) and scheduler is None:
+    if is_lazy_input(image) and scheduler is None and not camera:
         from .restoration.lazy.graph import restore_dask
 
         return restore_dask(image, task, scale=scale, model=model, axes=axes, device=device,
@@ -82,6 +78,6 @@ def restore(image, task, *, scale=None, model=None, axes=None, device="auto", pr
     result = None
     for item in restore_iter(image, task, scale=scale, model=model, axes=axes, device=device, precision=precision,
                              tile_size=tile_size, progress=progress, cancel=cancel, chunks=chunks,
-                             scheduler=scheduler):
+                             scheduler=scheduler, camera=camera):
         result = item
     return result.data

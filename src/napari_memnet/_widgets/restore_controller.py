@@ -87,8 +87,9 @@ class RestoreController:
 
     @staticmethod
     def request(layer, *, task: str, model, scale, device: str, tile_size: int, whole_stack: bool,
-                world_point, replace: bool) -> RestoreRequest:
-        """The run the form asks for; ``ValueError`` with a user-facing message if it cannot run."""
+                world_point, replace: bool, camera: bool = False) -> RestoreRequest:
+        """The run the form asks for; ``ValueError`` with a user-facing message if it cannot run.
+        ``camera``: denoise camera counts behind the variance-stabilising transform (gray layers)."""
         layer_io.validate_image_layer(layer)
         if model in (None, NO_MODEL):
             label = layer_io.TASK_LABELS.get(task, task)
@@ -97,6 +98,13 @@ class RestoreController:
         options = {"scale": int(scale) if task == "sr" else None, "model": model, "device": device,
                    "tile_size": int(tile_size) or None}
         whole = layer_io.n_stack_axes(layer) == 0 or whole_stack
+        if camera:
+            if task != "denoise" or layer.rgb:
+                raise ValueError("camera noise applies to denoising gray layers (not RGB)")
+            if whole and layer_io.is_lazy_array(layer.data):
+                raise ValueError("camera noise needs the planes in memory: restore the current plane, or a "
+                                 "whole dask/zarr stack without camera noise")
+            options["camera"] = True
         if whole:
             options["axes"] = layer_io.layer_axes(layer)
             return RestoreRequest(layer, task, options, None, layer_io.is_lazy_array(layer.data), replace)

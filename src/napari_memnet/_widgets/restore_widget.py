@@ -96,6 +96,9 @@ class RestoreWidget(Container):
                                  tooltip="0 = choose automatically from the available memory")
         self.stack_mode = ComboBox(label="stack", choices=[CURRENT_PLANE, WHOLE_STACK],
                                    value=CURRENT_PLANE, visible=False)
+        self.camera = CheckBox(text="camera noise (photon + read)", value=False,
+                               tooltip="counts of a camera (microscope): each plane is variance-stabilised for "
+                                       "its own estimated photon and read noise, denoised, and transformed back")
         self.replace = CheckBox(text="replace previous result", value=False)
         self.run_button = PushButton(text="Restore")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
@@ -107,7 +110,7 @@ class RestoreWidget(Container):
         self.model_message = Label(value="", visible=False)
 
         super().__init__(widgets=[self.image, self.task, self.scale, model_row, self.model_message,
-                                  self.device, self.tile_size, self.stack_mode, self.replace,
+                                  self.device, self.tile_size, self.stack_mode, self.camera, self.replace,
                                   buttons, self.progress, self.status], labels=True)
 
         self._refresher = _ClickRefresher(self.refresh_models, self.model.native)
@@ -179,6 +182,7 @@ class RestoreWidget(Container):
     # ----------------------------------------------------------------- reactions
     def _on_task_changed(self, *_args) -> None:
         self.scale.visible = self.task.value == "sr"
+        self.camera.visible = self.task.value == "denoise"
         self.refresh_models()
         self._select_default_model()
 
@@ -247,7 +251,7 @@ class RestoreWidget(Container):
                 layer, task=self.task.value, model=self.model.value, scale=self.scale.value,
                 device=self.device.value, tile_size=self.tile_size.value,
                 whole_stack=self.stack_mode.value == WHOLE_STACK, world_point=self._viewer.dims.point,
-                replace=bool(self.replace.value))
+                replace=bool(self.replace.value), camera=bool(self.camera.value) and self.task.value == "denoise")
         except ValueError as exc:
             show_error(f"Restore (MemNet): {exc}")
             self.status.value = f"Not started: {exc}"

@@ -55,6 +55,9 @@ def register(sub) -> None:
     p.add_argument("--tile", type=int, metavar="N", help="tile side in pixels (default: from device memory)")
     p.add_argument("--axes", help="axes of every input, e.g. TZYX or YXC (default: from the file / shape)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--camera", action="store_true",
+                   help="denoise: the inputs are camera counts (photon + read noise); each gray plane is "
+                        "variance-stabilised for its own estimated noise first (not with --zarr)")
     add_zarr_arguments(p)  # --zarr, --ome, --chunks, --scheduler, --overwrite (big data)
     p.set_defaults(func=run)
 
@@ -172,7 +175,8 @@ def _restore_one(path: Path, target: Path, args, model, quiet: bool) -> str:
     result = None
     try:
         for item in restore_iter(loaded.data, args.task, scale=args.scale, model=model, axes=axes,
-                                 device=args.device, precision=args.precision, tile_size=args.tile):
+                                 device=args.device, precision=args.precision, tile_size=args.tile,
+                                 camera=args.camera):
             if isinstance(item, RestoreResult):
                 result = item
             elif bar is not None:
@@ -194,6 +198,8 @@ def run(args) -> int:
         check_task(args.task, args.scale)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
+    if args.camera and (args.task != "denoise" or args.zarr or args.ome):
+        raise CommandError("--camera is for --task denoise on images read into memory (not with --zarr / --ome)")
     inputs = collect_inputs(args.inputs)
     if not inputs:
         raise CommandError("no input images found (supported: " + ", ".join(SUFFIXES) + ")")
@@ -214,6 +220,8 @@ def run(args) -> int:
                 raise ValueError(f"refusing to overwrite an input file: {target}")
             if resolved in written:
                 raise ValueError(f"{target} was already written by another input of this run (same name)")
+            if use_zarr and args.camera:
+                raise ValueError("--camera needs the image in memory; a zarr input is restored chunk by chunk")
             if use_zarr:  # out of core, chunk by chunk, resumable
                 message = _restore_one_zarr(path, outdir, args, model, args.quiet)
             else:

@@ -13,8 +13,9 @@ stored as integer counts (``gain`` counts per photon, 1 by default):
 * ``anscombe`` / ``inverse_anscombe``: the generalized Anscombe transform
   ``2/a * sqrt(a z + 3/8 a^2 + b)`` (noise of standard deviation about 1 for
   every intensity) and its algebraic inverse;
-* ``stabilised``: a Gaussian denoiser applied behind that transform, with the
-  noise curve estimated from the image (``restore(..., camera=True)``; measured
+* ``stabilise`` / ``unstabilise``: that transform with the noise curve estimated
+  from the image, and back to counts; ``stabilised``: a Gaussian denoiser
+  between the two (``restore(..., camera=True)`` runs them per plane; measured
   in docs/self-supervised.md).
 
 Pure numpy; nothing of the package.
@@ -87,18 +88,29 @@ def inverse_anscombe(values, a: float, b: float) -> np.ndarray:
     return ((a * t / 2.0) ** 2 - 0.375 * a * a - b) / a
 
 
-def stabilised(counts, denoise) -> np.ndarray:
-    """``denoise`` (float32 2-D array -> array) applied behind the generalized Anscombe transform of the
-    2-D image ``counts``, its noise curve estimated from the image itself (``estimate_noise``); the
-    result comes back in ``counts``' units and pixel type (integers rounded and clipped, floats as
-    float32), as restore returns its results. The input is not modified."""
-    from .intensity import cast_output
-
+def stabilise(counts) -> tuple[np.ndarray, tuple[float, float]]:
+    """The generalized Anscombe transform of the 2-D image ``counts`` with its noise curve estimated from
+    the image itself (``estimate_noise``): (float32 image of unit noise, the curve ``(a, b)``)."""
     counts = np.asarray(counts)
     if counts.ndim != 2 or counts.dtype.kind not in "iuf":
         raise ValueError(f"camera noise: a 2-D gray image of counts is needed, got {counts.dtype} {counts.shape}")
     if not np.isfinite(counts).all():
         raise ValueError("camera noise: the image contains non-finite values (NaN or inf)")
     a, b = estimate_noise(counts)
-    restored = denoise(anscombe(counts, a, b).astype(np.float32))
-    return cast_output(inverse_anscombe(restored, a, b), counts.dtype)
+    return anscombe(counts, a, b).astype(np.float32), (a, b)
+
+
+def unstabilise(restored, noise: tuple[float, float], dtype) -> np.ndarray:
+    """``restored`` (in the transform's domain) back in counts, in ``dtype`` as restore returns results
+    (integers rounded and clipped, floats as float32)."""
+    from .intensity import cast_output
+
+    return cast_output(inverse_anscombe(restored, *noise), np.dtype(dtype))
+
+
+def stabilised(counts, denoise) -> np.ndarray:
+    """``denoise`` (float32 2-D array -> array) applied behind ``stabilise``, then ``unstabilise``d to
+    ``counts``' pixel type. The input is not modified. (``restore(..., camera=True)`` does the same
+    plane by plane inside its pipeline, with progress.)"""
+    t, noise = stabilise(counts)
+    return unstabilise(denoise(t), noise, np.asarray(counts).dtype)

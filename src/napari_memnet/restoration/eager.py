@@ -17,7 +17,10 @@ How an image is processed:
   the one per-plane path (RGB through the luma, super-resolution by bicubic
   upsampling first, tiles with a halo of the receptive radius so tiled
   equals untiled); an out-of-memory error halves the tile of this run and
-  retries the plane.
+  retries the plane;
+* ``camera=True`` (gray denoising): each plane is variance-stabilised for its
+  own estimated photon-plus-read noise (``core.camera``), restored with an
+  intensity map of the stabilised plane, and transformed back.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from collections.abc import Callable
 import numpy as np
 
 from ..core.axes import parse_axes
+from ..core.camera import stabilise, unstabilise
 from ..core.intensity import choose_intensity, output_dtype
 from ..core.tasks import check_task
 from .engine import RETILED, Engine
@@ -78,17 +82,22 @@ def _intensities(layout, view: np.ndarray, data: np.ndarray) -> tuple:
 
 
 def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto", precision="auto",
-                 tile_size=None, progress: Callable[[int, int], None] | None = None, cancel=None):
+                 tile_size=None, progress: Callable[[int, int], None] | None = None, cancel=None, camera=False):
     """Restore a numpy ``image``: yields ``TileProgress`` per tile, then one ``RestoreResult``.
 
     Arguments are those of ``napari_memnet.restore``; ``model`` may also be
     an ``Engine``. Raises ``Cancelled`` (between tiles) when ``cancel`` is
-    set; nothing partial is returned then."""
+    set; nothing partial is returned then. ``camera``: each gray plane goes
+    through the variance-stabilising transform of its own estimated
+    photon-plus-read noise first (``core.camera.stabilise``), and back after."""
     start = time.perf_counter()
     task, scale = check_task(task, scale)
     data = check_image(image)
     layout = parse_axes(axes, data.shape)
     check_callbacks(progress, cancel)
+    if camera and (task != "denoise" or layout.channel is not None):
+        raise ValueError(f"camera=True is for task 'denoise' on gray images (a plane or a stack of planes), "
+                         f"got task {task!r} on axes {layout.axes!r}")
     out_shape = list(data.shape)
     out_shape[layout.y] *= scale
     out_shape[layout.x] *= scale
@@ -105,7 +114,7 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
     view = np.transpose(data, order)  # (stack..., Y, X[, C]); a view, never written
     out = np.empty(out_shape, dtype=output_dtype(data.dtype))
     out_view = np.transpose(out, order)
-    norms = _intensities(layout, view, data)
+    norms = (None,) if camera else _intensities(layout, view, data)  # camera: one map per stabilised plane
     items = list(np.ndindex(*view.shape[: len(layout.stack_axes)]))
     oh, ow = layout.plane_shape[0] * scale, layout.plane_shape[1] * scale
     n_planes = len(items) * len(norms)
@@ -114,7 +123,12 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
     total = n_planes * runner.tiles_per_plane(oh, ow)
     for idx in items:
         check_cancel(cancel)
-        for event in restore_item(view[idx], out_view[idx], norms, runner, rgb=layout.is_rgb, scale=scale,
+        if camera:
+            src, noise = stabilise(view[idx])
+            plane_norms, target = (choose_intensity(src),), np.empty(src.shape, np.float32)
+        else:
+            src, plane_norms, target = view[idx], norms, out_view[idx]
+        for event in restore_item(src, target, plane_norms, runner, rgb=layout.is_rgb, scale=scale,
                                   cancel=cancel):
             if event is RETILED:  # the plane restarts with smaller tiles: recount what is left
                 total = done + (n_planes - runner.planes + 1) * runner.tiles_per_plane(oh, ow)
@@ -124,6 +138,8 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
             if progress is not None:
                 progress(done, total)
             yield TileProgress(done, total, elapsed, elapsed / done * (total - done))
+        if camera:
+            out_view[idx] = unstabilise(target, noise, data.dtype)
     yield RestoreResult(
         data=out, model_name=engine.model.name, device=str(engine.device), precision=engine.precision,
         tile_size=runner.tile, seconds=time.perf_counter() - start, task=task, scale=scale, axes=layout.axes,
