@@ -138,17 +138,11 @@ def source_entries(source, what: str, problems: list[str]) -> list:
     return entries
 
 
-def _load_planes(source, task: str, what: str, problems: list[str], intensity: str = RESTORE,
-                 names=None) -> list[tuple[str, np.ndarray]]:
-    """(name, plane) for a folder, a list of paths, or a list of arrays; problems collected.
-
-    Files get restore's map of themselves; arrays the map of rule ``intensity`` and the
-    caller's ``names`` (else ``<what>[i]``)."""
-    if source is None:
-        return []
-    entries = source_entries(source, what, problems)
-    out = []
-    for i, entry in enumerate(entries):
+def read_entries(source, what: str, problems: list[str], intensity: str = RESTORE, names=None, label=None):
+    """(name, raw array, intensity map) of each readable entry of ``source`` (``source_entries``);
+    problems collected. Files: their name, and restore's map of themselves; arrays: the caller's
+    ``names`` (else ``<label>[i]``, ``label`` defaulting to ``what``) and the map of rule ``intensity``."""
+    for i, entry in enumerate(source_entries(source, what, problems)):
         if isinstance(entry, (str, os.PathLike)):
             name = Path(entry).name
             try:
@@ -156,9 +150,19 @@ def _load_planes(source, task: str, what: str, problems: list[str], intensity: s
             except Exception as exc:  # unreadable / not an image
                 problems.append(f"{what} {name}: cannot read ({type(exc).__name__}: {exc})")
                 continue
-            imap = image_intensity  # restore's map of this image
+            yield name, raw, image_intensity  # restore's map of this image
         else:
-            name, raw, imap = _name(names, i, what), entry, lambda a: array_intensity(a, intensity)
+            yield _name(names, i, label or what), np.asarray(entry), lambda a: array_intensity(a, intensity)
+
+
+def _load_planes(source, task: str, what: str, problems: list[str], intensity: str = RESTORE,
+                 names=None) -> list[tuple[str, np.ndarray]]:
+    """(name, plane) for a folder, a list of paths, or a list of arrays (``read_entries``); problems
+    collected."""
+    if source is None:
+        return []
+    out = []
+    for name, raw, imap in read_entries(source, what, problems, intensity, names):
         try:
             out.append((name, to_plane(raw, task, imap(raw))))
         except ValueError as exc:

@@ -20,14 +20,12 @@ noise cannot fit both; convert them first) and a task other than ``denoise``.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
-from ..core.images import read_image
-from .data import (TrainingData, TrainItem, ValItem, _centre_crop, _check_plane, _name, _report, source_entries,
+from .data import (TrainingData, TrainItem, ValItem, _centre_crop, _check_plane, _report, read_entries,
                    split_validation, to_plane)
-from .intensity_maps import RESTORE, array_intensity, check_rule, image_intensity
+from .intensity_maps import RESTORE, check_rule
 
 SOURCE = "noisy"  # TrainingData.source of this data
 
@@ -37,18 +35,7 @@ def load_noisy_planes(source, what: str, problems: list[str], intensity: str = R
     """(name, 2-D float32 plane on 0..1) of each noisy image; problems collected.
     ``dtypes`` (pixel type -> names) is filled for the one-pixel-type check."""
     out = []
-    for i, entry in enumerate(source_entries(source, what, problems)):
-        if isinstance(entry, (str, os.PathLike)):
-            name = Path(entry).name
-            try:
-                raw = read_image(entry)
-            except Exception as exc:  # unreadable / not an image
-                problems.append(f"{what} {name}: cannot read ({type(exc).__name__}: {exc})")
-                continue
-            imap = image_intensity
-        else:
-            name, raw = _name(names, i, what.split()[0]), np.asarray(entry)  # noisy[i], validation[i]
-            imap = lambda a: array_intensity(a, intensity)  # noqa: E731
+    for name, raw, imap in read_entries(source, what, problems, intensity, names, what.split()[0]):  # noisy[i]
         if dtypes is not None:
             dtypes.setdefault(str(raw.dtype), []).append(name)
         try:
