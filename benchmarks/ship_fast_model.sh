@@ -66,6 +66,7 @@ $sel
 
 bench_json=$res/bench_cpu_2048_$name-vs-paper.json
 [ $task = denoise ] && bench_json=$res/bench_cpu_2048_fast_vs_paper.json
+[ $task = deblur ] && bench_json=$res/bench_cpu_2048_$name-vs-fast-denoise.json
 bench="$memnet bench --sizes 2048 --no-reference --model $name --versus $paper --versus-max-tiles 3 --json $bench_json"
 [ -z "${SKIP_BENCH:-}" ] && $bench
 # the card copied from the run has no speed: write it from this bench (or, with SKIP_BENCH, the last one)
