@@ -39,7 +39,7 @@ def selection_from(records: list, task: str, model: str) -> dict:
     if missing:
         raise SystemExit(f"the records hold no {dataset} result of {model!r} at levels {missing}")
     per_level = {str(lv): round(float(mine[float(lv)]["psnr"]), 4) for lv in levels}
-    label = {"denoise": "sigma", "sr": "x", "deblock": "q"}[task]
+    label = {"sigma": "sigma", "scale": "x", "quality": "q", "width": "PSF width"}[get_task(task).level_name]
     return {"benchmark": f"{dataset} {label} " + "/".join(str(lv) for lv in levels),
             "psnr": round(sum(per_level.values()) / len(per_level), 4), "per_level": per_level,
             "images": int(mine[float(levels[0])]["images"])}

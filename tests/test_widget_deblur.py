@@ -1,5 +1,5 @@
 """The deblur path through the napari widgets (a real viewer, pytest-qt under Xvfb): the blurred
-sample, the Restore widget's message while no deblurring model exists, a tiny MHNet trained from
+sample, the Restore widget's message when no deblurring model is installed, a tiny MHNet trained from
 scratch on the sample's clean layer by the Train widget, then the blurred layer restored with it."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.gui
 
 @pytest.fixture(autouse=True)
 def _only_user_models(monkeypatch, tmp_path):
-    """Hide the bundled weights (a deblurring model may ship one day) so the test starts with none."""
+    """Hide the bundled weights (mhnet-deblur among them) so the test starts with no deblurring model."""
     import napari_memnet.models.files as modelfile
 
     empty = tmp_path / "no-bundled-weights"

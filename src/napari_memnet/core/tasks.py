@@ -7,8 +7,7 @@ layer, its bundled default model, what its degradation level is called
 (noise sigma, SR scale, JPEG quality, PSF width) and the levels used by default for
 training, validation, the Train widget and evaluation.
 
-``deblur`` has no bundled model yet (``default_model`` None): restoring it without
-naming a model is refused with a message pointing to ``memnet train --task deblur``.
+``deblur``'s bundled model is the small MHNet ``mhnet-deblur`` (docs/results.md).
 Its levels are PSF widths in pixels (``core.blur``: the per-axis standard deviation
 of the PSF, i.e. a Gaussian's sigma); evaluation blurs with a Gaussian PSF of that
 sigma and adds ``DEBLUR_EVAL_NOISE`` (1 % of the range) of white noise.
@@ -54,7 +53,7 @@ TASKS: dict[str, Task] = {
     "deblock": Task("deblock", "JPEG deblocking", "deblocked", "memnet-deblock", "quality", "jpeg_quality_range",
                     (5, 50), (10, 20, 30, 40), "10, 40", "JPEG quality range lo, hi (1..100)",
                     ("Classic5", "LIVE1"), (10, 20, 30, 40), selection=("Classic5", (10, 20))),
-    "deblur": Task("deblur", "deblurring", "deblurred", None, "width", "psf_width_range",
+    "deblur": Task("deblur", "deblurring", "deblurred", "mhnet-deblur", "width", "psf_width_range",
                    (0.5, 3.5), (1, 2, 3), "0.5, 3.5", "PSF width range lo, hi (pixels: Gaussian sigma, disk radius / 2)",
                    ("Set12", "BSD68", "Classic5"), (1, 2, 3), selection=("Set12", (2, 3))),
 }
