@@ -37,9 +37,10 @@ def main(argv=None) -> int:
     p.add_argument("runs", nargs="+", type=Path)
     p.add_argument("--every", type=int, default=500)
     args = p.parse_args(argv)
-    print("| run | step | minutes | val PSNR | sigma 15 / 25 / 50 |\n|---|---|---|---|---|")
-    for run in args.runs:
-        rows = curve(run)
+    curves = {run: curve(run) for run in args.runs}
+    levels = sorted({k for rows in curves.values() for r in rows for k in r["per_level"]}, key=float)
+    print(f"| run | step | minutes | val PSNR | levels {' / '.join(levels)} |\n|---|---|---|---|---|")
+    for run, rows in curves.items():
         for i, r in enumerate(rows):
             if r["step"] % args.every and i != len(rows) - 1:
                 continue
