@@ -62,12 +62,11 @@ def score(images, restored) -> dict:
 
 
 def vst_restore(counts, model=None):
-    """``core.camera.stabilised`` (what ``restore(..., camera=True)`` runs) on the counts as floats: the
-    result is not rounded back to uint16 (``restore(camera=True)`` on the uint16 counts is its own row)."""
+    """``restore(..., camera=True)`` on the counts as floats: the result is not rounded back to uint16
+    (``restore(camera=True)`` on the uint16 counts is its own row)."""
     import napari_memnet
-    from napari_memnet.core.camera import stabilised
 
-    return stabilised(np.asarray(counts, np.float64), lambda t: napari_memnet.restore(t, "denoise", model=model))
+    return napari_memnet.restore(np.asarray(counts, np.float64), "denoise", model=model, camera=True)
 
 
 def batchnorm_check(images, train, base: str) -> dict:
@@ -173,9 +172,9 @@ def main(argv=None) -> int:
             info = fine_tune(f"ss-{method}", {"noisy": noisy}, args, out, self_supervised=method)
             evaluate(f"fine_tune(noisy=...) {method}", info["model"], info)
         if args.vst_methods:
-            from napari_memnet.core.camera import anscombe, estimate_noise
+            from napari_memnet.core.camera import stabilise
 
-            stabilised = [anscombe(z, *estimate_noise(z)).astype(np.float32) for z in noisy]
+            stabilised = [stabilise(z)[0] for z in noisy]
         for method in args.vst_methods:
             info = fine_tune(f"ss-vst-{method}", {"noisy": stabilised}, args, out, self_supervised=method)
             cpu0 = time.process_time()

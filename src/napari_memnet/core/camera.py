@@ -14,9 +14,8 @@ stored as integer counts (``gain`` counts per photon, 1 by default):
   ``2/a * sqrt(a z + 3/8 a^2 + b)`` (noise of standard deviation about 1 for
   every intensity) and its algebraic inverse;
 * ``stabilise`` / ``unstabilise``: that transform with the noise curve estimated
-  from the image, and back to counts; ``stabilised``: a Gaussian denoiser
-  between the two (``restore(..., camera=True)`` runs them per plane; measured
-  in docs/self-supervised.md).
+  from the image, and back to counts (``restore(..., camera=True)`` runs a
+  Gaussian denoiser between the two, per plane; measured in docs/self-supervised.md).
 
 Pure numpy; nothing of the package.
 """
@@ -106,11 +105,3 @@ def unstabilise(restored, noise: tuple[float, float], dtype) -> np.ndarray:
     from .intensity import cast_output
 
     return cast_output(inverse_anscombe(restored, *noise), np.dtype(dtype))
-
-
-def stabilised(counts, denoise) -> np.ndarray:
-    """``denoise`` (float32 2-D array -> array) applied behind ``stabilise``, then ``unstabilise``d to
-    ``counts``' pixel type. The input is not modified. (``restore(..., camera=True)`` does the same
-    plane by plane inside its pipeline, with progress.)"""
-    t, noise = stabilise(counts)
-    return unstabilise(denoise(t), noise, np.asarray(counts).dtype)
