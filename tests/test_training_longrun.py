@@ -120,6 +120,7 @@ def test_the_best_validation_is_saved_as_it_happens(images, tmp_path):
     best = load_model(tmp_path / BEST_DIR / "m.safetensors")
     assert Path(top.path) == tmp_path / BEST_DIR / "m.safetensors"
     assert best.card["training"]["validation_psnr_after"] == pytest.approx(top.psnr)
+    assert best.card["training"]["seconds"] > 0  # the time trained until then, not a placeholder
     # validations inside the loop (steps 2, 4) compete; the last one follows the BatchNorm recalibration
     assert top.psnr == pytest.approx(max(v.psnr for v in vals if v.step < 6))
     lines = [json.loads(x) for x in (tmp_path / "events.jsonl").read_text().splitlines()]

@@ -56,7 +56,8 @@ def register(sub) -> None:
     a("--layers", type=int, help="RED30 convolution layers")
     a("--unshuffle", type=int, metavar="S",
       help="fast MemNet: run the memory blocks on the S x S pixel-unshuffled image (1: the paper's net)")
-    a("--init", help="start from this model (name or path) instead of a fresh network")
+    a("--init", help="start from this model (name or path) instead of a fresh network; with --blocks/--recursions "
+                     "a MemNet is grown to them first, computing what it did (models/grow.py)")
     a("--steps", type=int)
     a("--batch", dest="batch_size", type=int)
     a("--patch", dest="patch_size", type=int)
@@ -128,9 +129,6 @@ def build_config(args):
     else:
         overrides.setdefault("arch", arch)
         cfg = TrainConfig(**overrides)
-    if cfg.init and arch:
-        raise ValueError("--init takes the architecture from the base model; "
-                         "drop --blocks/--recursions/--channels/--layers/--unshuffle/--depth")
     if not cfg.out_dir:
         raise ValueError("--out-dir is required (checkpoints and events.jsonl go there)")
     cfg.model_dir = None if args.install else (cfg.model_dir or cfg.out_dir)

@@ -37,7 +37,9 @@ DEFAULT_ARCH = {"memnet": {"blocks": 6, "recursions": 6, "channels": 64}, "red30
 ADAM_LR = {"mhnet": 1e-3}
 
 
-FINE_TUNE_LR_FACTOR = 0.01  # default lr when fine-tuning = this x the from-scratch default
+FINE_TUNE_LR_FACTOR = 0.01
+# with ``init``: the MemNet settings that grow the base model (more memory blocks / recursions, models/grow.py)
+GROWABLE = ("blocks", "recursions")  # default lr when fine-tuning = this x the from-scratch default
 
 
 @dataclass
@@ -47,7 +49,8 @@ class TrainConfig:
     task: str = "denoise"
     levels: tuple = ()
     name: str = "memnet-model"
-    # network: a fresh one of ``architecture``/``arch`` or a copy of ``init`` (model name or path)
+    # network: a fresh one of ``architecture``/``arch`` or a copy of ``init`` (model name or path);
+    # ``init`` with ``arch`` blocks/recursions: the base MemNet grown to them (models/grow.py)
     architecture: str = "memnet"
     arch: dict = field(default_factory=dict)
     init: str | None = None
@@ -149,6 +152,10 @@ class TrainConfig:
             problems.append(f"val_fraction must be in [0, 1), got {self.val_fraction!r}")
         if self.val_count < 0:
             problems.append(f"val_count must be >= 0, got {self.val_count}")
+        if self.init and self.arch and set(self.arch) - set(GROWABLE):
+            problems.append(f"init takes the architecture from the base model; of the architecture settings only "
+                            f"{' and '.join(GROWABLE)} may be given with it (to grow a MemNet, models/grow.py), "
+                            f"got {sorted(self.arch)}")
         problems += self._level_problems()
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))

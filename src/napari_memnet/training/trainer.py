@@ -107,6 +107,7 @@ class Trainer:
         self.recalibration: dict | None = None  # what recalibrate() did (the card's training record)
         self.out_dir = Path(cfg.out_dir) if cfg.out_dir else None
         self.resumed = False
+        self.started_at = time.perf_counter()  # (re)set when run() starts: the cards' "seconds" count from it
         self.overwrite = overwrite
         self.ema = WeightAverage(self.net, cfg.ema) if cfg.ema else None
         self.frozen_batchnorm = bool(cfg.freeze_batchnorm)  # (self_supervised.py: on by default from a model)
@@ -136,6 +137,10 @@ class Trainer:
             net = loaded.network
             if net.in_channels != 1:
                 raise ValueError(f"base model {cfg.init!r} has {net.in_channels} input channels; training uses 1 (gray / Y)")
+            if cfg.arch:
+                from ..models.grow import grow_memnet
+
+                net = grow_memnet(net, cfg.arch.get("blocks"), cfg.arch.get("recursions"))
             return net.train()
         return build_model(cfg.architecture, cfg.resolved_arch).train()
 
@@ -294,7 +299,7 @@ class Trainer:
         if self.work_dir is None or not np.isfinite(validation.psnr) or validation.psnr <= best.get("psnr", -np.inf):
             return None
         self.history["best"] = {"step": validation.step, "psnr": validation.psnr}
-        info = self.save_final_model(0.0, directory=self.work_dir / BEST_DIR)
+        info = self.save_final_model(time.perf_counter() - self.started_at, directory=self.work_dir / BEST_DIR)
         return BestModelSaved(validation.step, validation.psnr, str(info.path))
 
     def save_checkpoint(self) -> CheckpointSaved:
@@ -338,7 +343,7 @@ class Trainer:
 
     def _run(self) -> Iterator[TrainingEvent]:
         cfg = self.config
-        t_start = time.perf_counter()
+        t_start = self.started_at = time.perf_counter()
         try:
             yield Started(self.step, cfg.steps, str(self.device), self.precision, self.parameters_count(),
                           len(self.data.train), len(self.data.val), self.resumed)
