@@ -6,7 +6,8 @@
 #   bash benchmarks/ship_fast_model.sh deblock training-runs/fast-deblock
 #   NAME=mhnet-deblur bash benchmarks/ship_fast_model.sh deblur training-runs/mhnet-deblur
 #
-# NAME: the shipped model's name (default memnet-fast-TASK). deblur has no paper model: its speed is
+# NAME: the shipped model's name (default memnet-fast-TASK). RUN_NAME: the run's model name when it differs
+# (a grown model's run: RUN_NAME=memnet-fast-sr-m3r4 bash ... sr training-runs/fast-sr-m3r4 ships it as memnet-fast-sr). deblur has no paper model: its speed is
 # measured against the fast denoiser (the same CPU budget class) instead.
 #
 # 1. Picks the run's model with the higher held-out validation PSNR (training images held out by
@@ -24,6 +25,7 @@ cd "$(dirname "$0")/.."
 task=${1:?usage: ship_fast_model.sh TASK RUN_DIR}
 run=${2:?usage: ship_fast_model.sh TASK RUN_DIR}
 name=${NAME:-memnet-fast-$task}
+run_name=${RUN_NAME:-$name}
 paper=memnet-$task
 [ "$task" = deblur ] && paper=memnet-fast-denoise
 data=${NAPARI_MEMNET_DATA:-../shared/data}/test
@@ -38,7 +40,7 @@ case $task in
   *) echo "unknown task $task" >&2; exit 2 ;;
 esac
 
-pick=$("$py" - "$run" "$name" <<'PY'
+pick=$("$py" - "$run" "$run_name" <<'PY'
 import json, sys
 from pathlib import Path
 run, name = Path(sys.argv[1]), sys.argv[2]
@@ -58,6 +60,18 @@ for ext in safetensors json; do
   cp "$pick.$ext" "src/napari_memnet/weights/$name.$ext.tmp"
   mv "src/napari_memnet/weights/$name.$ext.tmp" "src/napari_memnet/weights/$name.$ext"
 done
+# the card names the model: the shipped name (a model's name is its card's, models/files.py)
+"$py" - "src/napari_memnet/weights/$name.json" "$name" <<'PY'
+import json, os, sys
+path, name = sys.argv[1], sys.argv[2]
+card = json.load(open(path))
+if card.get("name") != name:
+    card["name"] = name
+    with open(path + ".tmp", "w") as f:
+        json.dump(card, f, indent=1)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+PY
 
 sel_json=$res/$task-$(echo $selset | tr A-Z a-z)-$name.json
 sel="$memnet eval --task $task --data $data --datasets $selset --levels $sellevels --model $name --device cpu --json $sel_json"

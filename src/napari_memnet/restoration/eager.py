@@ -114,10 +114,11 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
     view = np.transpose(data, order)  # (stack..., Y, X[, C]); a view, never written
     out = np.empty(out_shape, dtype=output_dtype(data.dtype))
     out_view = np.transpose(out, order)
-    norms = (None,) if camera else _intensities(layout, view, data)  # camera: one map per stabilised plane
+    # the intensity maps of the image (camera: none here; each plane gets one after it is stabilised)
+    norms = None if camera else _intensities(layout, view, data)
     items = list(np.ndindex(*view.shape[: len(layout.stack_axes)]))
     oh, ow = layout.plane_shape[0] * scale, layout.plane_shape[1] * scale
-    n_planes = len(items) * len(norms)
+    n_planes = len(items) * (1 if camera else len(norms))  # planes the network runs on
 
     done = 0
     total = n_planes * runner.tiles_per_plane(oh, ow)
