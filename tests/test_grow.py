@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -69,10 +70,16 @@ def test_what_cannot_grow_is_refused_with_the_reason():
     assert grow_memnet(MemNet(plain_cfg), 2, 3).config.recursions == 3
 
 
-def test_init_with_other_architecture_settings_is_refused():
+def test_init_with_other_architecture_settings_is_refused(tmp_path):
     with pytest.raises(ValueError, match="only blocks and recursions"):
         TrainConfig(init="memnet-fast-denoise", arch={"channels": 32})
     TrainConfig(init="memnet-fast-denoise", arch={"blocks": 3, "recursions": 4})  # growth: accepted
+    from napari_memnet import fine_tune  # the Python API goes by the same rule
+
+    images = [np.zeros((32, 32), np.float32)] * 3
+    with pytest.raises(ValueError, match="fixes the architecture"):
+        fine_tune(images, task="denoise", base_model="memnet-fast-denoise", architecture={"unshuffle": 4},
+                  name="grown", steps=1, out_dir=str(tmp_path))
 
 
 def test_training_from_a_grown_model(tmp_path, shared_data):

@@ -25,7 +25,8 @@ def fine_tune(clean=None, pairs=None, *, noisy=None, task: str, base_model=None,
     objective ``self_supervised=`` "neighbor2neighbor" or "blindspot"), from the bundled CPU default
     denoiser unless ``base_model`` or ``architecture`` says otherwise; validation is the objective on
     held-out noisy images (``validation``: a fraction, a count, or noisy images).
-    ``base_model``: name/path of a model to fine-tune (its architecture is kept); otherwise a fresh
+    ``base_model``: name/path of a model to fine-tune (its architecture is kept, or a MemNet is grown
+    to ``architecture={"blocks": M, "recursions": R}``, models/grow.py); otherwise a fresh
     network of ``architecture`` ("memnet", "red30", or a dict such as ``{"blocks": 2, "recursions": 2,
     "channels": 16}``, optionally with an ``"architecture"`` key).
     ``levels``: denoise sigma range ``(lo, hi)``, SR scales ``(2, 3, 4)``, JPEG quality range ``(lo, hi)``.
@@ -69,8 +70,6 @@ def fine_tune(clean=None, pairs=None, *, noisy=None, task: str, base_model=None,
         arch_name = arch.pop("architecture", "memnet")
     elif architecture is not None:
         raise ValueError(f"architecture must be a name or a dict of network settings, got {type(architecture).__name__}")
-    if base_model is not None and arch:
-        raise ValueError("base_model fixes the architecture; do not pass architecture settings too")
     val_source = validation
     if isinstance(validation, float):
         config["val_fraction"], val_source = validation, None

@@ -153,7 +153,7 @@ class TrainConfig:
         if self.val_count < 0:
             problems.append(f"val_count must be >= 0, got {self.val_count}")
         if self.init and self.arch and set(self.arch) - set(GROWABLE):
-            problems.append(f"init takes the architecture from the base model; of the architecture settings only "
+            problems.append(f"init (the base model) fixes the architecture; of the architecture settings only "
                             f"{' and '.join(GROWABLE)} may be given with it (to grow a MemNet, models/grow.py), "
                             f"got {sorted(self.arch)}")
         problems += self._level_problems()
