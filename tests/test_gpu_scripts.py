@@ -170,3 +170,20 @@ def test_sprint_smoke_red30_denoise_inline_restores(gpu_modules, tmp_path):
     image = (np.random.default_rng(0).random((40, 40)) * 255).astype(np.uint8)
     restored = napari_memnet.restore(image, "denoise", model=model, device="cpu")
     assert restored.shape == image.shape and restored.dtype == image.dtype
+
+
+def test_sprint_smoke_grows_the_start_model(gpu_modules, tmp_path):
+    """--grow M,R: the start MemNet is grown first (models/grow.py) and saved grown."""
+    import torch
+
+    sprint = importlib.import_module("sprint")
+    out = tmp_path / "sprint"
+    with torch.random.fork_rng():
+        code = sprint.main(["--smoke", "--task", "denoise", "--model", "fast", "--grow", "3,3", "--loader", "inline",
+                            "--minutes", "1", "--max-seconds", "600", "--out", str(out)])
+    assert code == 0
+    data = _strict_json(out / "sprint.json")
+    model = _check_sprint(data, out, "denoise")
+    assert data["grown"]["blocks"] == 3 and data["grown"]["recursions"] == 3
+    assert (model.network.config.blocks, model.network.config.recursions) == (3, 3)
+    assert data["name"].endswith("-m3r3-sprint")

@@ -56,6 +56,8 @@ def parse(argv):
     p.add_argument("--smoke", action="store_true", help="the CPU, a tiny net, the bundled sample image, seconds")
     p.add_argument("--model", help="model name or file to continue, or 'red30' / 'fast' for a fresh net "
                    "(default: the task's bundled model)")
+    p.add_argument("--grow", metavar="M,R", help="a MemNet start model grown to M memory blocks and R recursions "
+                   "first, computing what it did (napari_memnet/models/grow.py), e.g. 2,4")
     p.add_argument("--name", help="name of the saved model (default: <start model>-sprint; a *-sprint model keeps "
                    "its name)")
     p.add_argument("--data", help="training images (default: .data/train, else ../shared/data/train)")
@@ -224,14 +226,21 @@ def run(args, out, record) -> int:
     save = lambda: _common.write_json(out / "sprint.json", record)  # noqa: E731
     torch.manual_seed(args.seed)  # a fresh network's initial weights
     net, start, card = start_network(args.model, args.task, args.smoke)
+    if args.grow:
+        from napari_memnet.models.grow import grow_memnet
+
+        blocks, recursions = (int(v) for v in args.grow.split(","))
+        net = grow_memnet(net, blocks, recursions).train()
+        record["grown"] = {"from": start, "blocks": blocks, "recursions": recursions}
     levels = tuple(float(v) for v in args.levels.split(",")) if args.levels else card_levels(card, args.task)
     data, levels, source = load_data(args.task, levels, _common.data_root(args.data), patch=args.patch,
                                      val_count=args.val_count, val_crop=args.val_crop, seed=args.seed,
                                      smoke=args.smoke)
     fresh = card is None
     lr = args.lr or (1e-3 if fresh else 1e-4)
-    name = args.name or (f"{args.task}-{net.architecture}-sprint" if fresh
-                         else start if start.endswith("-sprint") else f"{start}-sprint")
+    grown = f"-m{net.config.blocks}r{net.config.recursions}" if args.grow else ""
+    name = args.name or (f"{args.task}-{net.architecture}{grown}-sprint" if fresh
+                         else start if start.endswith("-sprint") and not grown else f"{start}{grown}-sprint")
     channels_last = True
     net.to(device)
     net.to(memory_format=torch.channels_last)
