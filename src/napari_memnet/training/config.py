@@ -37,9 +37,9 @@ DEFAULT_ARCH = {"memnet": {"blocks": 6, "recursions": 6, "channels": 64}, "red30
 ADAM_LR = {"mhnet": 1e-3}
 
 
-FINE_TUNE_LR_FACTOR = 0.01
+FINE_TUNE_LR_FACTOR = 0.01  # default lr when fine-tuning = this x the from-scratch default
 # with ``init``: the MemNet settings that grow the base model (more memory blocks / recursions, models/grow.py)
-GROWABLE = ("blocks", "recursions")  # default lr when fine-tuning = this x the from-scratch default
+GROWABLE = ("blocks", "recursions")
 
 
 @dataclass
