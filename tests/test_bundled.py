@@ -27,7 +27,8 @@ FAST = {"denoise": "memnet-fast-denoise", "sr": "memnet-fast-sr", "deblock": "me
 MHNET = {"deblur": "mhnet-deblur"}  # the small MHNet (C16, depth 3), CPU-trained
 
 
-# margins over the input, measured with the shipped fast weights (the tests' docstrings say what) and kept ~25 % lower
+# margins over the input, measured with the shipped fast weights (the tests' docstrings say what;
+# python benchmarks/bundled_margins.py) and kept ~25 % lower
 SR_X2, SR_X4 = 2.5, 2.5
 DB_Q10, DB_Q20 = 0.9, 0.9
 BLUR_W2, BLUR_W3 = 2.4, 2.6
@@ -105,8 +106,8 @@ def test_public_restore_uses_the_bundled_denoiser_on_uint8(shared_data, name):
 @pytest.mark.parametrize("name, scale, mean_gain", [("memnet-sr", 2, -0.05), ("memnet-fast-sr", 2, SR_X2),
                                                     ("memnet-fast-sr", 4, SR_X4)])
 def test_bundled_sr_against_bicubic_on_set5(shared_data, name, scale, mean_gain):
-    """Set5, 96 px centre crops. The paper model is about bicubic; the fast one measured
-    +3.65 dB mean at x2 (0.58 .. 6.21), +3.62 at x4 (0.57 .. 5.35)."""
+    """Set5, 96 px centre crops. The paper model is about bicubic; the fast one (M3R4) measured
+    +3.82 dB mean at x2 (0.60 .. 6.57), +3.74 at x4 (0.61 .. 5.48) (benchmarks/bundled_margins.py sr)."""
     model = load_model(name)
     diffs = []
     for path in sorted((shared_data / "test" / "Set5").glob("*.png")):
@@ -121,7 +122,8 @@ def test_bundled_sr_against_bicubic_on_set5(shared_data, name, scale, mean_gain)
                                                       ("memnet-fast-deblock", 20, DB_Q20)])
 def test_bundled_deblockers_against_the_jpeg_on_classic5(shared_data, name, quality, mean_gain):
     """Classic5 (first 3), 96 px centre crops. The paper model is about the JPEG; the fast one
-    measured +1.21 dB mean at q10 (0.86 .. 1.45), +1.21 at q20 (0.65 .. 1.71)."""
+    (M3R4) measured +1.24 dB mean at q10 (0.87 .. 1.52), +1.23 at q20 (0.66 .. 1.75)
+    (benchmarks/bundled_margins.py deblock)."""
     model = load_model(name)
     diffs = []
     for path in sorted((shared_data / "test" / "Classic5").glob("*.png"))[:3]:
