@@ -26,52 +26,41 @@ from napari_memnet.core.tasks import DEBLUR_EVAL_NOISE  # noqa: E402
 from napari_memnet.restoration.eager import restore_plane  # noqa: E402
 
 
-def report(label, gains):
-    print(f"{label}: {np.round(gains, 2).tolist()} mean {float(np.mean(gains)):+.2f} dB", flush=True)
+def report(name, label, pairs, shave=0):
+    """Restore each (clean, degraded) pair with model ``name``; print the gains over the degraded input."""
+    model = load_model(name)
+    gains = [psnr(restore_plane(model, degraded, device="cpu"), clean, shave=shave) - psnr(degraded, clean, shave=shave)
+             for clean, degraded in pairs]
+    print(f"{name} {label}: {np.round(gains, 2).tolist()} mean {float(np.mean(gains)):+.2f} dB", flush=True)
 
 
 def denoise(data):
-    model = load_model("memnet-fast-denoise")
+    names = ("01.png", "02.png", "03.png", "04.png")
     for sigma in (25, 50):
-        gains = []
-        for i, name in enumerate(("01.png", "02.png", "03.png", "04.png")):
-            clean = _gray(data / "Set12" / name, size=96)
-            noisy = add_noise(clean, sigma, rng=np.random.default_rng(i))
-            gains.append(psnr(restore_plane(model, noisy, device="cpu"), clean) - psnr(noisy, clean))
-        report(f"memnet-fast-denoise sigma {sigma}", gains)
+        crops = [_gray(data / "Set12" / n, size=96) for n in names]
+        report("memnet-fast-denoise", f"sigma {sigma}",
+               [(c, add_noise(c, sigma, rng=np.random.default_rng(i))) for i, c in enumerate(crops)])
 
 
 def sr(data):
-    model = load_model("memnet-fast-sr")
     for scale in (2, 4):
-        gains = []
-        for path in sorted((data / "Set5").glob("*.png")):
-            hr = modcrop(_gray(path, size=96), scale)
-            bic = imresize(imresize(hr, 1 / scale), float(scale)).astype(np.float32)
-            gains.append(psnr(restore_plane(model, bic, device="cpu"), hr, shave=scale) - psnr(bic, hr, shave=scale))
-        report(f"memnet-fast-sr x{scale}", gains)
+        hrs = [modcrop(_gray(p, size=96), scale) for p in sorted((data / "Set5").glob("*.png"))]
+        report("memnet-fast-sr", f"x{scale}",
+               [(hr, imresize(imresize(hr, 1 / scale), float(scale)).astype(np.float32)) for hr in hrs], shave=scale)
 
 
 def deblock(data):
-    model = load_model("memnet-fast-deblock")
     for quality in (10, 20):
-        gains = []
-        for path in sorted((data / "Classic5").glob("*.png"))[:3]:
-            clean = _gray(path, size=96)
-            compressed = jpeg_compress(clean, quality)
-            gains.append(psnr(restore_plane(model, compressed, device="cpu"), clean) - psnr(compressed, clean))
-        report(f"memnet-fast-deblock q{quality}", gains)
+        crops = [_gray(p, size=96) for p in sorted((data / "Classic5").glob("*.png"))[:3]]
+        report("memnet-fast-deblock", f"q{quality}", [(c, jpeg_compress(c, quality)) for c in crops])
 
 
 def deblur(data):
-    model = load_model("mhnet-deblur")
     for width in (2, 3):
-        gains = []
-        for i, path in enumerate(sorted((data / "Set12").glob("*.png"))[:3]):
-            clean = _gray(path, size=96)
-            blurred = add_noise(blur(clean, make_psf("gaussian", width)), DEBLUR_EVAL_NOISE, rng=np.random.default_rng(i))
-            gains.append(psnr(restore_plane(model, blurred, device="cpu"), clean) - psnr(blurred, clean))
-        report(f"mhnet-deblur {width} px", gains)
+        crops = [_gray(p, size=96) for p in sorted((data / "Set12").glob("*.png"))[:3]]
+        report("mhnet-deblur", f"{width} px",
+               [(c, add_noise(blur(c, make_psf("gaussian", width)), DEBLUR_EVAL_NOISE, rng=np.random.default_rng(i)))
+                for i, c in enumerate(crops)])
 
 
 CASES = {"denoise": denoise, "sr": sr, "deblock": deblock, "deblur": deblur}

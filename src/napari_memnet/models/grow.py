@@ -50,11 +50,13 @@ def _copy_bn(dst: torch.nn.BatchNorm2d, src: torch.nn.BatchNorm2d, dst_slice=sli
         getattr(dst, name)[dst_slice] = getattr(src, name)[src_slice]
 
 
-def _copy_part(dst_gate, dst_k: int, src_gate, src_k: int, c: int) -> None:
-    """Gate part dst_k (C channels of the concatenation) takes src_gate's part src_k."""
+def _copy_part(dst_gate, dst_k: int, src_gate, src_k: int, c: int, weights: bool = True) -> None:
+    """Gate part dst_k (C channels of the concatenation) takes src_gate's part src_k: its BatchNorm,
+    and its 1x1 weights unless ``weights`` is False (a new part: they stay zero)."""
     d, s = slice(dst_k * c, (dst_k + 1) * c), slice(src_k * c, (src_k + 1) * c)
     _copy_bn(dst_gate.bn, src_gate.bn, d, s)
-    dst_gate.conv.weight[:, d] = src_gate.conv.weight[:, s]
+    if weights:
+        dst_gate.conv.weight[:, d] = src_gate.conv.weight[:, s]
 
 
 @torch.no_grad()
@@ -89,14 +91,10 @@ def grow_memnet(base: MemNet, blocks: int | None = None, recursions: int | None 
         # long-term memories: the ones the source block saw keep their weights; a new one (B_m of
         # a new block m) gets the last long-term part's BatchNorm and zero weights
         for k in range(n_long):
-            _copy_part(gate, k, src_gate, min(k, src_long - 1), c)
-            if k >= src_long:
-                gate.conv.weight[:, k * c:(k + 1) * c] = 0
+            _copy_part(gate, k, src_gate, min(k, src_long - 1), c, weights=k < src_long)
         # short-term memories: H^1..H^R_old keep their weights, new recursions start at zero
         for r in range(r_new):
-            _copy_part(gate, n_long + r, src_gate, src_long + min(r, r_old - 1), c)
-            if r >= r_old:
-                gate.conv.weight[:, (n_long + r) * c:(n_long + r + 1) * c] = 0
+            _copy_part(gate, n_long + r, src_gate, src_long + min(r, r_old - 1), c, weights=r < r_old)
     if new_cfg.multi_supervised:
         for m in range(new_cfg.blocks):
             net.reconstruct.bns[m].load_state_dict(base.reconstruct.bns[min(m, old.blocks - 1)].state_dict())
