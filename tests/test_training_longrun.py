@@ -145,6 +145,36 @@ def test_losses():
         TrainConfig(minutes=0)
 
 
+
+def test_balanced_l1_weighs_every_patch_by_its_relative_error(images, tmp_path):
+    from napari_memnet.training.losses import BALANCE_FLOOR
+
+    torch.manual_seed(0)
+    target = torch.rand(4, 1, 8, 8)
+    scale = torch.tensor([0.002, 0.02, 0.1, 0.3]).view(4, 1, 1, 1)  # a low-noise patch ... a high-noise one
+    pred = (target + scale * torch.randn(4, 1, 8, 8)).requires_grad_(True)
+    loss = pixel_loss("l1-balanced", pred, target)
+    per = (pred - target).abs().flatten(1).mean(1).detach()
+    weights = 1.0 / (per + BALANCE_FLOOR)
+    assert loss.item() == pytest.approx(float((weights / weights.mean() * per).mean()), rel=1e-6)
+    (grad,) = torch.autograd.grad(loss, pred)
+    # the gradient of the batch mean of log(L1_i + floor), times the constant 1 / mean(w)
+    pred2 = pred.detach().clone().requires_grad_(True)
+    log_loss = torch.log((pred2 - target).abs().flatten(1).mean(1) + BALANCE_FLOOR).mean() / weights.mean()
+    (expected,) = torch.autograd.grad(log_loss, pred2)
+    assert torch.allclose(grad, expected, rtol=1e-5, atol=1e-9)
+    size = grad.abs().flatten(1).mean(1)
+    assert size[0] > size[1] > size[2] > size[3]  # plain L1 gives every pixel the same |gradient|
+    same = torch.full((3, 1, 2, 2), 0.5)  # equal errors: the plain L1
+    assert float(pixel_loss("l1-balanced", same, torch.zeros(3, 1, 2, 2))) == pytest.approx(0.5)
+    with pytest.raises(ValueError, match=r"\(N, \.\.\.\) samples"):
+        pixel_loss("l1-balanced", pred[0, 0, 0], target[0, 0, 0])
+    with pytest.raises(ValueError, match="l1-balanced weighs whole samples"):
+        TrainConfig(loss="l1-balanced", noisy_dir=str(tmp_path))
+    trainer = Trainer(config(tmp_path, loss="l1-balanced", steps=3), clean=images)
+    steps = [e for e in trainer.run() if isinstance(e, ev.Step)]
+    assert len(steps) == 3 and all(torch.isfinite(torch.tensor(e.loss)) for e in steps)
+
 def test_cli_flags_reach_the_config(images, tmp_path):
     from napari_memnet.cli import main
 

@@ -70,7 +70,8 @@ def register(sub) -> None:
     a("--weight-decay", type=float)
     a("--clip", type=float, help="gradient norm clip")
     a("--plain-loss", action="store_true", default=None, help="euclidean loss on the final output only")
-    a("--loss", choices=LOSSES, help="pixel loss (default l2, the paper's)")
+    a("--loss", choices=LOSSES, help="pixel loss (default l2, the paper's; l1-balanced: L1 with each patch "
+      "weighted by 1/(its L1 + 0.01), docs/training.md)")
     a("--ema", type=float, metavar="DECAY",
       help="keep an exponential moving average of the weights (e.g. 0.999); it is validated and saved")
     a("--minutes", type=float, help="wall-clock budget of this invocation: stop cleanly after it (--resume continues)")

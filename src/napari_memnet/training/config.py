@@ -24,7 +24,7 @@ from ..core.tasks import TASK_NAMES, TASKS
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
-LOSSES = ("l2", "l1", "charbonnier")
+LOSSES = ("l2", "l1", "charbonnier", "l1-balanced")  # training/losses.py
 # self-supervised objectives for noisy images alone (self_supervised.py); the first is the default (measured,
 # docs/self-supervised.md)
 SELF_SUPERVISED = ("neighbor2neighbor", "blindspot")
@@ -72,7 +72,7 @@ class TrainConfig:
     batch_size: int = 16
     patch_size: int = 31
     multi_supervised: bool = True
-    loss: str = "l2"  # l2 (the paper's Euclidean loss), l1, charbonnier (sqrt(d^2 + 1e-6))
+    loss: str = "l2"  # l2 (the paper's Euclidean loss), l1, charbonnier, l1-balanced (losses.py)
     optimizer: str = "adam"
     lr: float | None = None  # adam 1e-2 (measured fastest, docs/training.md), sgd 0.1; 1/100 of that with init
     lr_min: float = 1e-5
@@ -127,6 +127,9 @@ class TrainConfig:
         if self.noisy_dir and (self.val_dir or self.clean_dir):
             problems.append("noisy_dir (noisy images alone) takes its validation images from the same folder "
                             "(val_count / val_fraction); it cannot be combined with val_dir or clean_dir")
+        if self.loss == "l1-balanced" and (self.noisy_dir or self.self_supervised):
+            problems.append("loss l1-balanced weighs whole samples; the self-supervised objectives (noisy_dir) "
+                            "compare masked pixels: use l1, l2 or charbonnier with them")
         if self.self_supervised is not None and self.self_supervised not in SELF_SUPERVISED:
             problems.append(f"self_supervised must be one of {SELF_SUPERVISED}, got {self.self_supervised!r}")
         if self.optimizer not in OPTIMIZERS:
