@@ -187,3 +187,32 @@ def test_sprint_smoke_grows_the_start_model(gpu_modules, tmp_path):
     assert data["grown"]["blocks"] == 3 and data["grown"]["recursions"] == 3
     assert (model.network.config.blocks, model.network.config.recursions) == (3, 3)
     assert data["name"].endswith("-m3r3-sprint")
+
+
+def test_sprint_validates_on_a_given_folder_and_leaves_it_out_of_training(gpu_modules, shared_data, tmp_path):
+    """--val-dir: the CPU runs' fixed validation split; same-named training images are not trained on."""
+    import shutil
+
+    data_mod = importlib.import_module("_sprint_data")
+    train400 = tmp_path / "train" / "Train400"  # 8 real Train400 images as the training root
+    train400.mkdir(parents=True)
+    for f in sorted((shared_data / "train" / "Train400").glob("*.png"))[:8]:
+        shutil.copy(f, train400 / f.name)
+    held = sorted(train400.glob("*.png"))[:2]
+    val_dir = tmp_path / "val"
+    val_dir.mkdir()
+    for f in held:
+        shutil.copy(f, val_dir / f.name)
+    data, levels, source = data_mod.load_data("denoise", (0.0, 75.0), tmp_path / "train", patch=24, val_count=8,
+                                              val_crop=0, seed=0, smoke=False, val_dir=str(val_dir))
+    names = {f.name for f in held}
+    assert {v.name for v in data.val} == names  # whole 180 x 180 images (val_crop 0) at the paper's levels
+    assert sorted(v.level for v in data.val) == sorted([15.0, 25.0, 50.0, 70.0] * 2)
+    assert all(v.input.shape == (180, 180) for v in data.val)
+    assert len(data.train) == len(list(train400.glob("*.png"))) - 2 and not names & {t.name for t in data.train}
+    assert f"without the 2 validation images of {val_dir}" in source
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no validation images"):
+        data_mod.load_data("denoise", (0.0, 75.0), tmp_path / "train", patch=24, val_count=8, val_crop=0, seed=0,
+                           smoke=False, val_dir=str(empty))

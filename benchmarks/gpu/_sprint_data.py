@@ -2,8 +2,10 @@
 
 * ``start_network``: a bundled/user model by name or path, or a fresh ``red30`` / ``fast`` net.
 * ``load_data``: ``training.data.prepare_data`` on the task's training images; ``val_count``
-  whole images are held out (seeded, ``data.split_validation``) and degraded once at the paper's
-  test levels inside the training range (``data.synthetic_val_items``): the same items before and
+  whole images are held out (seeded, ``data.split_validation``), or the images of ``val_dir``
+  (e.g. the fixed split of ``benchmarks/denoise_split.sh`` that the CPU runs validate on; training
+  images of the same file names are left out of training), degraded once at the paper's test
+  levels inside the training range (``data.synthetic_val_items``): the same items before and
   after, never a test set.
 * ``BatchStream``: endless (input, target) batches on the device, from ``training.sampler.PatchSampler``
   either in worker processes (``workers``: CPU cores degrade, pinned memory, copies that do not
@@ -16,12 +18,13 @@ from __future__ import annotations
 import math
 import multiprocessing
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
 
 import _common
-from _common import BUNDLED, sample_crops, training_files
+from _common import BUNDLED, IMAGE_SUFFIXES, sample_crops, training_files
 
 FAST_ARCH = {"blocks": 4, "recursions": 4, "channels": 48, "unshuffle": 2}
 TINY = {"memnet": {"blocks": 2, "recursions": 2, "channels": 8}, "red30": {"layers": 2, "channels": 8}}
@@ -59,7 +62,7 @@ def card_levels(card: dict | None, task: str):
     return DEFAULT_LEVELS[task]
 
 
-def load_data(task, levels, root, *, patch, val_count, val_crop, seed, smoke):
+def load_data(task, levels, root, *, patch, val_count, val_crop, seed, smoke, val_dir=None):
     """``TrainingData`` with fixed held-out validation items, and a description of the source."""
     from napari_memnet.training.config import TrainConfig
     from napari_memnet.training.data import prepare_data
@@ -73,9 +76,17 @@ def load_data(task, levels, root, *, patch, val_count, val_crop, seed, smoke):
             raise ValueError(f"no training images for {task!r} under {root} (run benchmarks/gpu/prepare_data.sh "
                              "or pass --data)")
         source = f"{len(clean)} images from {root}"
+    validation = None
+    if val_dir is not None and not smoke:
+        validation = sorted(str(p) for p in Path(val_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not validation:
+            raise ValueError(f"no validation images in {val_dir}")
+        held_out = {Path(v).name for v in validation}
+        clean = [c for c in clean if Path(c).name not in held_out]
+        source += f", without the {len(held_out)} validation images of {val_dir}"
     cfg = TrainConfig(task=task, levels=levels, patch_size=patch, val_count=val_count, val_crop=val_crop,
                       seed=seed)
-    data = prepare_data(cfg, clean=clean, min_size=crop_size(task, patch, cfg.levels, False))
+    data = prepare_data(cfg, clean=clean, validation=validation, min_size=crop_size(task, patch, cfg.levels, False))
     return data, cfg.levels, source
 
 

@@ -2,10 +2,14 @@
 # Copy the training images the GPU scripts need into .data/ of this checkout (an ignored folder),
 # so they travel with it to the GPU machine (device tool: carry [".data"]; 64 MiB at most in all).
 #
-#   bash benchmarks/gpu/prepare_data.sh              # .data/train/{Train400,T91,BSD200}
+#   bash benchmarks/gpu/prepare_data.sh              # .data/train/{Train400,T91,BSD200}, .data/val/{Train400,291}
 #   bash benchmarks/gpu/prepare_data.sh --with-test  # and .data/test/{Set12,Set5,Classic5} for memnet eval there
 #
 # Train400 is the denoising set; T91 + BSD200 (the paper's "291 images") serve SR and deblocking.
+# .data/val/ holds copies of the fixed validation images of the CPU runs (benchmarks/denoise_split.sh,
+# benchmarks/split291.sh, which hold the rule): a sprint given --val-dir .data/val/Train400 validates on
+# the images the CPU runs did, and leaves them out of training. (The split scripts' own folders are
+# symlinks into ../shared, which the GPU machine lacks: carry .data/train, .data/val, not all of .data.)
 # Source: $NAPARI_MEMNET_DATA or ../shared/data beside the checkout. Only the named sets are replaced;
 # anything else already in .data/ stays (and is counted). Prints the size and fails when .data/
 # exceeds the carry limit.
@@ -39,6 +43,13 @@ copy_sets() {  # copy_sets KIND SET...: $SRC/KIND/SET -> .data/KIND/SET
 
 echo "copying from $SRC:"
 copy_sets train $TRAIN_SETS
+bash benchmarks/denoise_split.sh >/dev/null
+bash benchmarks/split291.sh >/dev/null
+for pair in "train400-val Train400" "train291-val 291"; do
+  set -- $pair
+  rm -rf ".data/val/$2" && mkdir -p ".data/val/$2" && cp -L ".data/$1"/* ".data/val/$2/"
+  echo "  .data/val/$2: $(ls ".data/val/$2" | wc -l) files (the fixed validation split, copied)"
+done
 if [ "$with_test" = 1 ]; then
   copy_sets test $TEST_SETS
 fi

@@ -73,6 +73,8 @@ def parse(argv):
     p.add_argument("--no-cudnn-benchmark", action="store_true", help="do not autotune cuDNN kernels")
     p.add_argument("--profile-steps", type=int, default=0, metavar="K", help="time and profile K steps first")
     p.add_argument("--val-count", type=int, help="training images held out (default 8, smoke 2)")
+    p.add_argument("--val-dir", help="validation images from this folder instead of --val-count held out (e.g. "
+                   ".data/val/Train400: the CPU runs' fixed split); same-named training images are left out")
     p.add_argument("--val-crop", type=int, help="validation centre crop (default 192, smoke 48)")
     p.add_argument("--checkpoint-minutes", type=float, default=2.0)
     p.add_argument("--recalibrate-batches", type=int, help="BatchNorm re-estimation batches (default 20, smoke 2)")
@@ -235,7 +237,7 @@ def run(args, out, record) -> int:
     levels = tuple(float(v) for v in args.levels.split(",")) if args.levels else card_levels(card, args.task)
     data, levels, source = load_data(args.task, levels, _common.data_root(args.data), patch=args.patch,
                                      val_count=args.val_count, val_crop=args.val_crop, seed=args.seed,
-                                     smoke=args.smoke)
+                                     smoke=args.smoke, val_dir=args.val_dir)
     fresh = card is None
     lr = args.lr or (1e-3 if fresh else 1e-4)
     grown = f"-m{net.config.blocks}r{net.config.recursions}" if args.grow else ""
@@ -249,7 +251,7 @@ def run(args, out, record) -> int:
               "precision": precision, "channels_last": channels_last, "compile": args.compile,
               "cudnn_benchmark": torch.backends.cudnn.benchmark, "loader": args.loader,
               "workers": args.workers if args.loader == "workers" else 0, "levels": list(levels),
-              "val_count": args.val_count, "val_crop": args.val_crop, "seed": args.seed,
+              "val_count": args.val_count, "val_dir": args.val_dir, "val_crop": args.val_crop, "seed": args.seed,
               "minutes": args.minutes, "max_seconds": args.max_seconds, "max_steps": args.max_steps,
               "checkpoint_minutes": args.checkpoint_minutes, "recalibrate_batches": args.recalibrate_batches}
     record.update(status="validating", model=start, name=name, architecture=net.architecture,
