@@ -79,8 +79,8 @@ def test_every_task_has_a_bundled_model_with_an_honest_card():
                                                     ("memnet-fast-denoise", 50, 8.5)])
 def test_bundled_denoisers_remove_noise_on_set12_crops(shared_data, name, sigma, mean_gain):
     """Set12 01-04, 96 px centre crops. Measured with the paper model's weights: +5.2 dB mean
-    at sigma 25 (2.1 .. 7.6), +8.3 at sigma 50 (5.9 .. 10.2); with the fast model's: +7.6 dB
-    at sigma 25 (5.9 .. 10.2), +10.4 at sigma 50 (8.3 .. 13.0)."""
+    at sigma 25 (2.1 .. 7.6), +8.3 at sigma 50 (5.9 .. 10.2); with the fast model's (M2R4): +7.98 dB
+    at sigma 25 (6.34 .. 10.44), +10.63 at sigma 50 (8.64 .. 13.33) (benchmarks/bundled_margins.py denoise)."""
     model = load_model(name)
     gains = []
     for i, name in enumerate(("01.png", "02.png", "03.png", "04.png")):
@@ -94,8 +94,8 @@ def test_bundled_denoisers_remove_noise_on_set12_crops(shared_data, name, sigma,
 @pytest.mark.parametrize("name", ["01.png", "03.png"])
 def test_public_restore_uses_the_bundled_denoiser_on_uint8(shared_data, name):
     """uint8 in (noise clipped to 0..255 as a camera would), uint8 out, by default
-    through the CPU's default denoiser (the fast MemNet). Measured: +6.0 dB (01) and
-    +10.3 dB (03) at sigma 50 (the paper model: +4.3 and +8.8)."""
+    through the CPU's default denoiser (the fast MemNet). Measured: +6.43 dB (01) and
+    +10.68 dB (03) at sigma 50 with the M2R4 model (the paper model: +4.3 and +8.8)."""
     clean = (_gray(shared_data / "test" / "Set12" / name, size=96) * 255).round().astype(np.uint8)
     noisy = np.clip(clean + np.random.default_rng(0).normal(0, 50, clean.shape), 0, 255).round().astype(np.uint8)
     out = restore(noisy, "denoise", device="cpu")
