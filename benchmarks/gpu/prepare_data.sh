@@ -9,7 +9,7 @@
 # .data/val/ holds copies of the fixed validation images of the CPU runs (benchmarks/denoise_split.sh,
 # benchmarks/split291.sh, which hold the rule): a sprint given --val-dir .data/val/Train400 validates on
 # the images the CPU runs did, and leaves them out of training. (The split scripts' own folders are
-# symlinks into ../shared, which the GPU machine lacks: carry .data/train, .data/val, not all of .data.)
+# symlinks into ../shared: they travel to the GPU machine only as links, so the copies here are what it reads.)
 # Source: $NAPARI_MEMNET_DATA or ../shared/data beside the checkout. Only the named sets are replaced;
 # anything else already in .data/ stays (and is counted). Prints the size and fails when .data/
 # exceeds the carry limit.
