@@ -216,3 +216,6 @@ def test_sprint_validates_on_a_given_folder_and_leaves_it_out_of_training(gpu_mo
     with pytest.raises(ValueError, match="no validation images"):
         data_mod.load_data("denoise", (0.0, 75.0), tmp_path / "train", patch=24, val_count=8, val_crop=0, seed=0,
                            smoke=False, val_dir=str(empty))
+    with pytest.raises(ValueError, match="smoke run"):
+        data_mod.load_data("denoise", (0.0, 75.0), None, patch=24, val_count=2, val_crop=48, seed=0, smoke=True,
+                           val_dir=str(val_dir))

@@ -145,7 +145,6 @@ def test_losses():
         TrainConfig(minutes=0)
 
 
-
 def test_balanced_l1_weighs_every_patch_by_its_relative_error(images, tmp_path):
     from napari_memnet.training.losses import BALANCE_FLOOR
 
@@ -174,6 +173,7 @@ def test_balanced_l1_weighs_every_patch_by_its_relative_error(images, tmp_path):
     trainer = Trainer(config(tmp_path, loss="l1-balanced", steps=3), clean=images)
     steps = [e for e in trainer.run() if isinstance(e, ev.Step)]
     assert len(steps) == 3 and all(torch.isfinite(torch.tensor(e.loss)) for e in steps)
+
 
 def test_cli_flags_reach_the_config(images, tmp_path):
     from napari_memnet.cli import main

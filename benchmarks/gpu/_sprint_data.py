@@ -77,7 +77,9 @@ def load_data(task, levels, root, *, patch, val_count, val_crop, seed, smoke, va
                              "or pass --data)")
         source = f"{len(clean)} images from {root}"
     validation = None
-    if val_dir is not None and not smoke:
+    if val_dir is not None and smoke:
+        raise ValueError("--val-dir names held-out training images; a smoke run trains on crops of the bundled sample")
+    if val_dir is not None:
         validation = sorted(str(p) for p in Path(val_dir).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
         if not validation:
             raise ValueError(f"no validation images in {val_dir}")
