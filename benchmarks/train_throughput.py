@@ -27,6 +27,11 @@ from pathlib import Path
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "train" / "Train400"
 
 
+def _arch(args) -> dict:
+    return {"blocks": args.blocks, "recursions": args.recursions, "channels": args.channels,
+            "unshuffle": args.unshuffle}
+
+
 def _plain(net, device, batch, patch, steps):
     import torch
 
@@ -50,7 +55,7 @@ def _engine(args, device, precision, channels_last, steps):
 
     files = [str(f) for f in sorted(Path(args.data).glob("*.png"))[:8]]
     cfg = TrainConfig(task="denoise", levels=(0, 75), steps=10_000, batch_size=args.batch, patch_size=args.patch,
-                      arch={"blocks": args.blocks, "recursions": args.recursions, "channels": args.channels},
+                      arch=_arch(args),
                       device=str(device), precision=precision, channels_last=channels_last, val_count=0,
                       compile=args.compile)
     trainer = Trainer(cfg, clean=files)
@@ -97,6 +102,7 @@ def main(argv=None) -> int:
     ap.add_argument("--blocks", type=int, default=6)
     ap.add_argument("--recursions", type=int, default=6)
     ap.add_argument("--channels", type=int, default=64)
+    ap.add_argument("--unshuffle", type=int, default=1, help="the fast MemNet's space-to-depth factor (1: the paper's)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--patch", type=int, default=31)
     ap.add_argument("--steps", type=int, default=2, help="timed steps per variant (after one warm-up step)")
@@ -129,14 +135,13 @@ def main(argv=None) -> int:
         for variant in args.variants:
             torch.manual_seed(0)
             if variant == "plain":
-                net = build_model("memnet", {"blocks": args.blocks, "recursions": args.recursions,
-                                             "channels": args.channels}).to(device).train()
+                net = build_model("memnet", _arch(args)).to(device).train()
                 seconds = _plain(net, device, args.batch, args.patch, args.steps)
             else:
                 precision = "bf16" if variant == "engine-bf16" else "fp32"
                 seconds = _engine(args, device, precision, variant == "engine-channels-last", args.steps)
                 # "engine" and "engine-bf16" run contiguous (NCHW) tensors, "engine-channels-last" NHWC
-            row = {"device": dev_name, "variant": variant, "model": f"M{args.blocks}R{args.recursions}C{args.channels}",
+            row = {"device": dev_name, "variant": variant, "model": f"M{args.blocks}R{args.recursions}C{args.channels}s{args.unshuffle}",
                    "batch": args.batch, "patch": args.patch, "threads": torch.get_num_threads(),
                    "seconds_per_step": round(seconds, 4), "patches_per_s": round(args.batch / seconds, 2),
                    "torch": torch.__version__}
