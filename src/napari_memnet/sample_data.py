@@ -35,9 +35,14 @@ def astronaut_uint8() -> np.ndarray:
         return np.asarray(im.convert("L"), dtype=np.uint8).copy()
 
 
-def _reference(data: np.ndarray, name: str, **kwargs) -> tuple:
-    meta = {"name": name, "visible": True, **kwargs}
-    return (data, meta, "image")
+def _sample(clean: np.ndarray, degraded: np.ndarray, name: str, degradation: str, limits: tuple,
+            reference: str = "astronaut (clean reference)", **layer_kwargs) -> list[tuple]:
+    """The clean reference (bottom) and the degraded image (top, selected), with the same contrast limits."""
+    return [
+        (clean, {"name": reference, "visible": True, "contrast_limits": limits}, "image"),
+        (degraded, {"name": name, "contrast_limits": limits, **layer_kwargs,
+                    "metadata": {"degradation": degradation}}, "image"),
+    ]
 
 
 def noisy_sample() -> list[tuple]:
@@ -47,12 +52,7 @@ def noisy_sample() -> list[tuple]:
     clean = astronaut_uint8().astype(np.float32) / 255.0
     noisy = add_noise(clean, NOISE_SIGMA, rng=np.random.default_rng(0))
     noisy = np.clip(noisy, 0.0, 1.0).astype(np.float32)
-    limits = (0.0, 1.0)
-    return [
-        _reference(clean, "astronaut (clean reference)", contrast_limits=limits),
-        (noisy, {"name": "astronaut noisy", "contrast_limits": limits,
-                 "metadata": {"degradation": f"gaussian noise sigma {NOISE_SIGMA}/255"}}, "image"),
-    ]
+    return _sample(clean, noisy, "astronaut noisy", f"gaussian noise sigma {NOISE_SIGMA}/255", (0.0, 1.0))
 
 
 def lowres_sample() -> list[tuple]:
@@ -64,13 +64,8 @@ def lowres_sample() -> list[tuple]:
     # A low-res pixel i covers high-res pixels [i*s, (i+1)*s): its centre sits at
     # i*s + (s-1)/2 in the clean image's pixel coordinates.
     offset = (SR_SCALE - 1) / 2.0
-    limits = (0.0, 1.0)
-    return [
-        _reference(clean, "astronaut (clean reference)", contrast_limits=limits),
-        (low, {"name": f"astronaut low-res x{SR_SCALE}", "contrast_limits": limits,
-               "scale": (SR_SCALE, SR_SCALE), "translate": (offset, offset),
-               "metadata": {"degradation": f"bicubic downscale x{SR_SCALE}"}}, "image"),
-    ]
+    return _sample(clean, low, f"astronaut low-res x{SR_SCALE}", f"bicubic downscale x{SR_SCALE}", (0.0, 1.0),
+                   scale=(SR_SCALE, SR_SCALE), translate=(offset, offset))
 
 
 def jpeg_sample() -> list[tuple]:
@@ -79,12 +74,7 @@ def jpeg_sample() -> list[tuple]:
 
     clean = astronaut_uint8()
     compressed = np.asarray(jpeg_compress(clean, JPEG_QUALITY), dtype=np.uint8)
-    limits = (0, 255)
-    return [
-        _reference(clean, "astronaut (clean reference)", contrast_limits=limits),
-        (compressed, {"name": f"astronaut JPEG q{JPEG_QUALITY}", "contrast_limits": limits,
-                      "metadata": {"degradation": f"JPEG quality {JPEG_QUALITY}"}}, "image"),
-    ]
+    return _sample(clean, compressed, f"astronaut JPEG q{JPEG_QUALITY}", f"JPEG quality {JPEG_QUALITY}", (0, 255))
 
 
 def blurry_sample() -> list[tuple]:
@@ -96,13 +86,8 @@ def blurry_sample() -> list[tuple]:
     clean = astronaut_uint8().astype(np.float32) / 255.0
     blurred = add_noise(blur(clean, make_psf("gaussian", BLUR_WIDTH)), DEBLUR_EVAL_NOISE, rng=np.random.default_rng(0))
     blurred = np.clip(blurred, 0.0, 1.0).astype(np.float32)
-    limits = (0.0, 1.0)
-    return [
-        _reference(clean, "astronaut (clean reference)", contrast_limits=limits),
-        (blurred, {"name": "astronaut blurred", "contrast_limits": limits,
-                   "metadata": {"degradation": f"Gaussian PSF sigma {BLUR_WIDTH:g} px + noise sigma "
-                                               f"{DEBLUR_EVAL_NOISE:g}/255"}}, "image"),
-    ]
+    return _sample(clean, blurred, "astronaut blurred",
+                   f"Gaussian PSF sigma {BLUR_WIDTH:g} px + noise sigma {DEBLUR_EVAL_NOISE:g}/255", (0.0, 1.0))
 
 
 def _gaussian_blur(img: np.ndarray, sigma: float) -> np.ndarray:
@@ -156,10 +141,5 @@ def cells_sample() -> list[tuple]:
     noisy = rng.poisson(clean * peak_photons) / peak_photons
     noisy = noisy + rng.normal(0.0, read_noise, clean.shape)
     noisy = np.clip(noisy, 0.0, 1.0).astype(np.float32)
-    limits = (0.0, 1.0)
-    return [
-        _reference(clean, "cells (clean reference)", contrast_limits=limits),
-        (noisy, {"name": "cells", "contrast_limits": limits,
-                 "metadata": {"degradation": f"Poisson peak {peak_photons:g} photons "
-                                             f"+ Gaussian read noise {read_noise:g}"}}, "image"),
-    ]
+    return _sample(clean, noisy, "cells", f"Poisson peak {peak_photons:g} photons + Gaussian read noise {read_noise:g}",
+                   (0.0, 1.0), reference="cells (clean reference)")

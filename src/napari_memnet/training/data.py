@@ -314,6 +314,21 @@ def split_validation(entries: list, count: int, fraction: float | None, seed: in
     return [e for i, e in enumerate(entries) if i not in val_idx], [e for i, e in enumerate(entries) if i in val_idx]
 
 
+def _hold_out(items: list, given: list | None, config, what: str, problems: list[str]) -> tuple[list, list]:
+    """(training, validation): all ``items`` and the ``given`` validation, or, with none given, the
+    ``config``'s split of ``items``; raises the one ValueError listing ``problems`` (loading's, and
+    an empty training set's)."""
+    if given is not None:
+        train, val = items, given
+    else:
+        train, val = split_validation(items, config.val_count, config.val_fraction, config.seed)
+    if not problems and not train:
+        problems.append(f"no training {what} left (all were held out for validation or none were given)")
+    if problems:
+        raise ValueError(_report(problems))
+    return train, val
+
+
 # ------------------------------------------------------------------------- entry point
 def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int | None = None,
                  intensity: str = RESTORE, names=None, val_names=None) -> TrainingData:
@@ -345,31 +360,19 @@ def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int 
         if task == "deblock":
             planes = [(n, _quantize(p)) for n, p in planes]
         planes = [(n, p) for n, p in planes if _check_plane(n, p, min_size, problems)]
-        if isinstance(validation, (str, os.PathLike)) or isinstance(validation, (list, tuple)):
-            val_planes = _load_planes(validation, task, "validation image", problems, intensity, val_names)
-            val_planes = [(n, p) for n, p in val_planes if _check_plane(n, p, 8, problems)]
-            train_planes = planes
-        else:
-            train_planes, val_planes = split_validation(planes, config.val_count, config.val_fraction, config.seed)
-        if not problems and not train_planes:
-            problems.append("no training images left (all were held out for validation or none were given)")
-        if problems:
-            raise ValueError(_report(problems))
+        given = None
+        if isinstance(validation, (str, os.PathLike, list, tuple)):
+            given = _load_planes(validation, task, "validation image", problems, intensity, val_names)
+            given = [(n, p) for n, p in given if _check_plane(n, p, 8, problems)]
+        train_planes, val_planes = _hold_out(planes, given, config, "images", problems)
         val = synthetic_val_items(val_planes, task, config.resolved_val_levels(), config.val_crop, config.seed)
         desc = _describe_source(clean, len(planes))
         return TrainingData(task, "synthetic", [TrainItem(n, p) for n, p in train_planes], val, desc)
     if isinstance(validation, (str, os.PathLike)):
         raise ValueError(f"validation for real pairs must be pairs too: (degraded_folder, clean_folder), got the one folder {validation}")
     items = load_pair_items(pairs, task, min_size, problems, intensity, names)
-    if validation is not None:
-        val_items = load_pair_items(validation, task, 8, problems, intensity, val_names)
-        train_items = items
-    else:
-        train_items, val_items = split_validation(items, config.val_count, config.val_fraction, config.seed)
-    if not problems and not train_items:
-        problems.append("no training pairs left (all were held out for validation or none were given)")
-    if problems:
-        raise ValueError(_report(problems))
+    given = load_pair_items(validation, task, 8, problems, intensity, val_names) if validation is not None else None
+    train_items, val_items = _hold_out(items, given, config, "pairs", problems)
     desc = f"pairs {pairs[0]} -> {pairs[1]}" if isinstance(pairs, tuple) and len(pairs) == 2 and isinstance(pairs[0], (str, os.PathLike)) else f"{len(items)} array pairs"
     return TrainingData(task, "pairs", train_items, pair_val_items(val_items, config.val_crop), desc)
 
