@@ -71,7 +71,7 @@ def test_what_cannot_grow_is_refused_with_the_reason():
 
 
 def test_init_with_other_architecture_settings_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="only blocks and recursions"):
+    with pytest.raises(ValueError, match="only blocks, recursions, shared_recursions may"):
         TrainConfig(init="memnet-fast-denoise", arch={"channels": 32})
     TrainConfig(init="memnet-fast-denoise", arch={"blocks": 3, "recursions": 4})  # growth: accepted
     from napari_memnet import fine_tune  # the Python API goes by the same rule

@@ -56,6 +56,9 @@ def register(sub) -> None:
     a("--layers", type=int, help="RED30 convolution layers")
     a("--unshuffle", type=int, metavar="S",
       help="fast MemNet: run the memory blocks on the S x S pixel-unshuffled image (1: the paper's net)")
+    a("--shared-recursions", action=argparse.BooleanOptionalAction, default=None,
+      help="MemNet: the R recursions of a block share their two convs (the paper's, default); "
+           "--no-shared-recursions gives each its own (same FLOPs; with --init, copies of the shared ones)")
     a("--init", help="start from this model (name or path) instead of a fresh network; with --blocks/--recursions "
                      "a MemNet is grown to them first, computing what it did (models/grow.py)")
     a("--steps", type=int)
@@ -115,7 +118,8 @@ def build_config(args):
     from ..training.config import TrainConfig, load_config
 
     overrides = {k: getattr(args, k) for k in _CONFIG_KEYS if getattr(args, k, None) is not None}
-    arch = {k: getattr(args, k) for k in ("blocks", "recursions", "channels", "layers", "unshuffle", "depth")
+    arch = {k: getattr(args, k) for k in ("blocks", "recursions", "channels", "layers", "unshuffle", "depth",
+                                          "shared_recursions")
             if getattr(args, k) is not None}
     if args.pairs:
         overrides["pairs_input_dir"], overrides["pairs_target_dir"] = args.pairs

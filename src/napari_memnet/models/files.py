@@ -279,6 +279,7 @@ def _infer_architecture(state: dict) -> tuple[str, dict]:
         return "memnet", {
             "in_channels": int(w.shape[1]), "channels": int(w.shape[0]), "blocks": blocks,
             "recursions": recursions, "multi_supervised": "branch_weights" in state,
+            "shared_recursions": "blocks.0.recursive.conv_a.weight" in state,
         }
     if "convs.0.weight" in state:
         w = state["convs.0.weight"]

@@ -1,12 +1,12 @@
 """Inference form of MemNet with BatchNorm folded where the algebra allows.
 
 MemNet is pre-activated (BN -> ReLU -> conv), so a BN can be folded only into
-a conv whose output feeds that BN and nothing else. In a recursion
+a conv whose output feeds that BN and nothing else. In a recursion r
 
     t = conv_a(ReLU(bn_a[r](h)));  h = h + conv_b(ReLU(bn_b[r](t)))
 
-``bn_b[r]`` is such a BN: it is folded into a per-recursion copy of the shared
-``conv_a`` (W' = W * s, b' = b * s + t with s = gamma / sqrt(var + eps),
+``bn_b[r]`` is such a BN: it is folded into a per-recursion copy of ``conv_a``
+(the paper's shared one, or recursion r's own when recursions are untied) (W' = W * s, b' = b * s + t with s = gamma / sqrt(var + eps),
 t = beta - mean * s). Every other BN acts on a tensor that also feeds a
 residual sum or a later gate, so it stays, as a precomputed per-channel affine
 (scale, shift) applied right before its ReLU. The gate is evaluated part by
@@ -72,12 +72,14 @@ class FusedMemNet(nn.Module):
             bp = nn.Module()
             bp.a_affine = p()
             bp.conv_a = p()
+            bp.conv_b = p()  # one (weight, bias) per recursion: the same shared conv R times, or each its own
             for r in range(cfg.recursions):
                 s, t = _affine_of(rec.bn_a[r])
                 bp.a_affine.extend([par(s), par(t)])
-                w, b = _fold_bn_after_conv(rec.conv_a, rec.bn_b[r])
+                conv_a, conv_b = rec.convs(r)
+                w, b = _fold_bn_after_conv(conv_a, rec.bn_b[r])
                 bp.conv_a.extend([par(w), par(b)])
-            bp.conv_b = p([par(rec.conv_b.weight.detach().clone()), par(rec.conv_b.bias.detach().clone())])
+                bp.conv_b.extend([par(conv_b.weight.detach().clone()), par(conv_b.bias.detach().clone())])
             gs, gt = _affine_of(gate.bn)
             c = cfg.channels
             bp.gate_parts = p()
@@ -109,11 +111,10 @@ class FusedMemNet(nn.Module):
             acc = term if acc is None else acc.add_(term)
         h = long_term[-1]
         n_long = len(long_term)
-        wb, bb = bp.conv_b[0], bp.conv_b[1]
         for r in range(self.config.recursions):
             t = F.conv2d(_act(h, bp.a_affine[2 * r], bp.a_affine[2 * r + 1]),
                          bp.conv_a[2 * r], bp.conv_a[2 * r + 1], padding=1)
-            h = h + F.conv2d(F.relu(t), wb, bb, padding=1)
+            h = h + F.conv2d(F.relu(t), bp.conv_b[2 * r], bp.conv_b[2 * r + 1], padding=1)
             k = n_long + r
             acc.add_(F.conv2d(_act(h, gp[3 * k], gp[3 * k + 1]), gp[3 * k + 2]))
         return acc.add_(bp.gate_bias)
@@ -174,7 +175,7 @@ class FusedMemNet(nn.Module):
             for r in range(self.config.recursions):
                 affine_relu_into(act, h, bp.a_affine[2 * r], bp.a_affine[2 * r + 1])
                 conv_add_(t.zero_(), act, bp.conv_a[2 * r], bp.conv_a[2 * r + 1], 1, relu=True)
-                conv_add_(h, t, bp.conv_b[0], bp.conv_b[1], 1)
+                conv_add_(h, t, bp.conv_b[2 * r], bp.conv_b[2 * r + 1], 1)
                 k = n_long + r
                 conv_add_(acc, affine_relu_into(act, h, gp[3 * k], gp[3 * k + 1]), gp[3 * k + 2], None, 0)
             acc.add_(bp.gate_bias)

@@ -16,6 +16,10 @@ has to learn what the new parts add:
   the branch weight w = 0, so the final output sum_m w_m y_m is unchanged
   while the new branch's own loss term (multi-supervision) trains it.
 
+* untying (``shared_recursions`` True -> False): every recursion's own convs
+  start as copies of the shared ones (same FLOPs, R times the conv weights of
+  the recursive units).
+
 Only multi-supervised nets can gain blocks (the plain net's output is f_rec of
 the last block: a new block would change it). Channels and the space-to-depth
 factor cannot change here.
@@ -37,6 +41,8 @@ def growth_problem(base: MemNetConfig, target: MemNetConfig) -> str | None:
             return f"{name} must stay {getattr(base, name)} (asked for {getattr(target, name)})"
     if target.multi_supervised != base.multi_supervised:
         return "multi-supervision cannot change"
+    if target.shared_recursions and not base.shared_recursions:
+        return "untied recursions cannot be tied again (their convs differ)"
     if target.blocks < base.blocks or target.recursions < base.recursions:
         return (f"a MemNet can only grow: M{base.blocks}R{base.recursions} cannot become "
                 f"M{target.blocks}R{target.recursions}")
@@ -60,14 +66,17 @@ def _copy_part(dst_gate, dst_k: int, src_gate, src_k: int, c: int, weights: bool
 
 
 @torch.no_grad()
-def grow_memnet(base: MemNet, blocks: int | None = None, recursions: int | None = None) -> MemNet:
-    """A new MemNet of M = ``blocks``, R = ``recursions`` that computes what ``base`` does.
+def grow_memnet(base: MemNet, blocks: int | None = None, recursions: int | None = None,
+                shared_recursions: bool | None = None) -> MemNet:
+    """A new MemNet of M = ``blocks``, R = ``recursions`` (and ``shared_recursions``; None: as ``base``)
+    that computes what ``base`` does.
 
     ``base`` is not modified. ValueError (with the reason) when it cannot grow so."""
     if not isinstance(base, MemNet):
         raise ValueError(f"only a MemNet can grow, not {type(base).__name__}")
     old = base.config
-    new_cfg = replace(old, blocks=blocks or old.blocks, recursions=recursions or old.recursions)
+    new_cfg = replace(old, blocks=blocks or old.blocks, recursions=recursions or old.recursions,
+                      shared_recursions=old.shared_recursions if shared_recursions is None else shared_recursions)
     problem = growth_problem(old, new_cfg)
     if problem:
         raise ValueError(f"cannot grow this MemNet: {problem}")
@@ -78,9 +87,10 @@ def grow_memnet(base: MemNet, blocks: int | None = None, recursions: int | None 
     for m, block in enumerate(net.blocks):
         src = base.blocks[min(m, old.blocks - 1)]  # a new block copies the last one
         rec, src_rec = block.recursive, src.recursive
-        rec.conv_a.load_state_dict(src_rec.conv_a.state_dict())
-        rec.conv_b.load_state_dict(src_rec.conv_b.state_dict())
         for r in range(r_new):
+            # a new recursion reuses the source's last recursion's convs (the same ones when shared)
+            for dst, source in zip(rec.convs(r), src_rec.convs(min(r, r_old - 1))):
+                dst.load_state_dict(source.state_dict())
             rec.bn_a[r].load_state_dict(src_rec.bn_a[min(r, r_old - 1)].state_dict())
             rec.bn_b[r].load_state_dict(src_rec.bn_b[min(r, r_old - 1)].state_dict())
         gate, src_gate = block.gate, src.gate

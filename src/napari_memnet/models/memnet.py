@@ -30,6 +30,10 @@ shuffle(unshuffle(x) + f_rec(B)): the residual to the input is the paper's.
 The blocks cost 1/s^2 of the paper net's FLOPs per image pixel at the same C.
 A model with s > 1 is translation-equivariant only for shifts that are
 multiples of s, so tiles and chunks start on multiples of ``alignment`` (= s).
+
+Untied recursions (``shared_recursions=False``, not the paper's): every
+recursion of a recursive unit has its own two convs. The FLOPs, and so the
+speed, are the same; the recursive units hold R times the conv weights.
 """
 
 from __future__ import annotations
@@ -51,12 +55,15 @@ class MemNetConfig:
     channels: int = 64  # C
     multi_supervised: bool = True
     unshuffle: int = 1  # s: space-to-depth factor of the fast MemNet (1: the paper's net)
+    shared_recursions: bool = True  # the paper's weight sharing; False: each recursion has its own convs
 
     def __post_init__(self):
         for name in ("in_channels", "blocks", "recursions", "channels", "unshuffle"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"MemNet {name} must be a positive integer, got {value!r}")
+        if not isinstance(self.shared_recursions, bool):
+            raise ValueError(f"MemNet shared_recursions must be true or false, got {self.shared_recursions!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -126,20 +133,29 @@ class FeatureExtraction(PreActConv):
 class RecursiveUnit(nn.Module):
     """H^r = H^{r-1} + conv_b(BNReLU(conv_a(BNReLU(H^{r-1})))), r = 1..R.
 
-    ``conv_a``/``conv_b`` are shared by the R recursions; ``bn_a[r]``/``bn_b[r]``
+    ``conv_a``/``conv_b`` are shared by the R recursions (the paper), or with
+    ``shared=False`` lists of R convs, one pair per recursion; ``bn_a[r]``/``bn_b[r]``
     belong to recursion r alone."""
 
-    def __init__(self, channels: int, recursions: int):
+    def __init__(self, channels: int, recursions: int, shared: bool = True):
         super().__init__()
         self.recursions = recursions
-        self.conv_a = nn.Conv2d(channels, channels, 3, padding=1)
-        self.conv_b = nn.Conv2d(channels, channels, 3, padding=1)
+        self.shared = shared
+        def conv():
+            return nn.Conv2d(channels, channels, 3, padding=1)
+        self.conv_a = conv() if shared else nn.ModuleList(conv() for _ in range(recursions))
+        self.conv_b = conv() if shared else nn.ModuleList(conv() for _ in range(recursions))
         self.bn_a = nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(recursions))
         self.bn_b = nn.ModuleList(nn.BatchNorm2d(channels) for _ in range(recursions))
 
+    def convs(self, r: int) -> tuple[nn.Conv2d, nn.Conv2d]:
+        """(conv_a, conv_b) of recursion r."""
+        return (self.conv_a, self.conv_b) if self.shared else (self.conv_a[r], self.conv_b[r])
+
     def step(self, h: torch.Tensor, r: int) -> torch.Tensor:
-        t = self.conv_a(_bn_relu(h, self.bn_a[r]))
-        return h + self.conv_b(_bn_relu(t, self.bn_b[r]))
+        conv_a, conv_b = self.convs(r)
+        t = conv_a(_bn_relu(h, self.bn_a[r]))
+        return h + conv_b(_bn_relu(t, self.bn_b[r]))
 
 
 class GateUnit(nn.Module):
@@ -184,10 +200,10 @@ class GateUnit(nn.Module):
 
 
 class MemoryBlock(nn.Module):
-    def __init__(self, index: int, channels: int, recursions: int):
+    def __init__(self, index: int, channels: int, recursions: int, shared: bool = True):
         super().__init__()
         self.index = index  # m, 1-based: the block sees m long-term memories
-        self.recursive = RecursiveUnit(channels, recursions)
+        self.recursive = RecursiveUnit(channels, recursions, shared)
         self.gate = GateUnit(index + recursions, channels)
 
     def forward(self, long_term: list[torch.Tensor], gate_mode: str = "sum") -> torch.Tensor:
@@ -248,7 +264,7 @@ class MemNet(nn.Module):
         self.gate_mode = "sum"
         inner = config.inner_channels
         self.extract = FeatureExtraction(inner, c)
-        self.blocks = nn.ModuleList(MemoryBlock(i + 1, c, r) for i in range(m))
+        self.blocks = nn.ModuleList(MemoryBlock(i + 1, c, r, config.shared_recursions) for i in range(m))
         branches = m if config.multi_supervised else 1
         self.reconstruct = Reconstruction(c, inner, branches)
         if config.multi_supervised:

@@ -38,8 +38,9 @@ ADAM_LR = {"mhnet": 1e-3}
 
 
 FINE_TUNE_LR_FACTOR = 0.01  # default lr when fine-tuning = this x the from-scratch default
-# with ``init``: the MemNet settings that grow the base model (more memory blocks / recursions, models/grow.py)
-GROWABLE = ("blocks", "recursions")
+# with ``init``: the MemNet settings that grow the base model (more memory blocks / recursions, untied
+# recursions: models/grow.py)
+GROWABLE = ("blocks", "recursions", "shared_recursions")
 
 
 @dataclass
@@ -157,7 +158,7 @@ class TrainConfig:
             problems.append(f"val_count must be >= 0, got {self.val_count}")
         if self.init and self.arch and set(self.arch) - set(GROWABLE):
             problems.append(f"init (the base model) fixes the architecture; of the architecture settings only "
-                            f"{' and '.join(GROWABLE)} may be given with it (to grow a MemNet, models/grow.py), "
+                            f"{', '.join(GROWABLE)} may be given with it (to grow a MemNet, models/grow.py), "
                             f"got {sorted(self.arch)}")
         problems += self._level_problems()
         if problems:

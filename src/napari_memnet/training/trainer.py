@@ -140,7 +140,8 @@ class Trainer:
             if cfg.arch:
                 from ..models.grow import grow_memnet
 
-                net = grow_memnet(net, cfg.arch.get("blocks"), cfg.arch.get("recursions"))
+                net = grow_memnet(net, cfg.arch.get("blocks"), cfg.arch.get("recursions"),
+                                  cfg.arch.get("shared_recursions"))
             return net.train()
         return build_model(cfg.architecture, cfg.resolved_arch).train()
 
