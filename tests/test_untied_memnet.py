@@ -119,14 +119,15 @@ def test_model_files_keep_untied_recursions(tmp_path, image01):
 
 
 def test_a_card_without_shared_recursions_is_the_paper_sharing(tmp_path):
-    """Model files written before untied recursions existed (the bundled ones) load shared."""
+    """Model files written before untied recursions existed (the bundled SR model too) load shared."""
     save_model(random_memnet(2, 2, 8), "old", task="denoise", directory=tmp_path)
     card_path = tmp_path / "old.json"
     card = json.loads(card_path.read_text())
     del card["config"]["shared_recursions"]
     card_path.write_text(json.dumps(card))
     assert load_model(tmp_path / "old.safetensors").network.config.shared_recursions is True
-    assert load_model("memnet-fast-denoise").network.config.shared_recursions is True
+    sr = load_model("memnet-fast-sr")
+    assert "shared_recursions" not in sr.card["config"] and sr.network.config.shared_recursions is True
 
 
 def test_config_refuses_a_non_boolean():
