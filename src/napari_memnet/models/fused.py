@@ -6,8 +6,8 @@ a conv whose output feeds that BN and nothing else. In a recursion r
     t = conv_a(ReLU(bn_a[r](h)));  h = h + conv_b(ReLU(bn_b[r](t)))
 
 ``bn_b[r]`` is such a BN: it is folded into a per-recursion copy of ``conv_a``
-(the paper's shared one, or recursion r's own when recursions are untied) (W' = W * s, b' = b * s + t with s = gamma / sqrt(var + eps),
-t = beta - mean * s). Every other BN acts on a tensor that also feeds a
+(the paper's shared one, or recursion r's own when recursions are untied):
+W' = W * s, b' = b * s + t with s = gamma / sqrt(var + eps), t = beta - mean * s. Every other BN acts on a tensor that also feeds a
 residual sum or a later gate, so it stays, as a precomputed per-channel affine
 (scale, shift) applied right before its ReLU. The gate is evaluated part by
 part (never concatenated). ``fuse_memnet(model)`` returns an ``nn.Module`` with

@@ -87,10 +87,11 @@ def grow_memnet(base: MemNet, blocks: int | None = None, recursions: int | None 
     for m, block in enumerate(net.blocks):
         src = base.blocks[min(m, old.blocks - 1)]  # a new block copies the last one
         rec, src_rec = block.recursive, src.recursive
-        for r in range(r_new):
-            # a new recursion reuses the source's last recursion's convs (the same ones when shared)
+        # one pair of convs when shared; untied, a new recursion starts from the source's last one
+        for r in range(1 if rec.shared else r_new):
             for dst, source in zip(rec.convs(r), src_rec.convs(min(r, r_old - 1))):
                 dst.load_state_dict(source.state_dict())
+        for r in range(r_new):
             rec.bn_a[r].load_state_dict(src_rec.bn_a[min(r, r_old - 1)].state_dict())
             rec.bn_b[r].load_state_dict(src_rec.bn_b[min(r, r_old - 1)].state_dict())
         gate, src_gate = block.gate, src.gate
