@@ -16,7 +16,8 @@ import torch
 from _nets import random_memnet
 from napari_memnet import load_model, save_model
 from napari_memnet.benchmark import conv_flops_per_pixel
-from napari_memnet.models import MemNetConfig, build_model, inference_module
+from napari_memnet.models import MemNet, MemNetConfig, build_model, inference_module
+from napari_memnet.models.files import ModelFileError
 from napari_memnet.models.grow import grow_memnet
 from napari_memnet.models.memnet import depth_to_space, space_to_depth
 from napari_memnet.restoration.eager import restore_plane
@@ -116,6 +117,24 @@ def test_model_files_keep_untied_recursions(tmp_path, image01):
     x = torch.rand(1, 1, 20, 20)
     with torch.no_grad():
         assert torch.allclose(bare.network.eval()(x), plain(x), atol=1e-6)
+
+
+def test_a_bare_state_dict_says_its_space_to_depth_factor(tmp_path):
+    """f_ext of a fast MemNet takes in_channels * s * s channels: gray s = 2 has 4, RGB s = 2 has 12."""
+    x = torch.rand(1, 1, 21, 19)
+    for in_channels, s in ((1, 2), (1, 3), (3, 2)):
+        cfg = MemNetConfig(in_channels=in_channels, blocks=1, recursions=2, channels=8, unshuffle=s)
+        net = MemNet(cfg).eval()
+        torch.save(net.state_dict(), tmp_path / "bare.pt")
+        bare = load_model(tmp_path / "bare.pt")
+        assert (bare.network.config.in_channels, bare.network.config.unshuffle) == (in_channels, s)
+        with torch.no_grad():
+            xi = x.expand(1, in_channels, 21, 19)
+            assert torch.allclose(bare.network.eval()(xi), net(xi), atol=1e-6)
+    odd = MemNet(MemNetConfig(in_channels=2, blocks=1, recursions=1, channels=8))
+    torch.save(odd.state_dict(), tmp_path / "odd.pt")
+    with pytest.raises(ModelFileError, match="2 channels is neither gray nor RGB"):
+        load_model(tmp_path / "odd.pt")
 
 
 def test_a_card_without_shared_recursions_is_the_paper_sharing(tmp_path):

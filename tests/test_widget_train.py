@@ -45,6 +45,8 @@ def test_fine_tune_layer_pair_live_view_saved_listed_and_restore(make_napari_vie
     assert widget.degraded.value is noisy_layer and widget.clean.value is viewer.layers["clean"]
     assert widget.advanced.native.isHidden()  # advanced settings start collapsed
     tiny_settings(widget, steps=4)
+    assert widget.shared_recursions.value and not widget.shared_recursions.native.isHidden()
+    widget.shared_recursions.value = False  # untied recursions: each its own convs
 
     ticks = []
     timer = QTimer()
@@ -91,6 +93,7 @@ def test_fine_tune_layer_pair_live_view_saved_listed_and_restore(make_napari_vie
     assert card["training"]["steps"] == 4
     # from scratch the form builds a fast MemNet by default (space-to-depth s = 2)
     assert card["config"]["unshuffle"] == 2 and not widget.unshuffle.native.isHidden()
+    assert card["config"]["shared_recursions"] is False
     assert card["training"]["validation_psnr_before"] == pytest.approx(vals[0].psnr)
     assert card["training"]["validation_psnr_after"] == pytest.approx(vals[-1].psnr)
     assert "'noisy' \u2192 'clean'" in card["training"]["data"]["description"]

@@ -83,6 +83,8 @@ class TrainWidget(Container):
         self.unshuffle = SpinBox(label="space-to-depth s", value=2, min=1, max=4,
                                  tooltip="1: the paper's MemNet; s > 1: the fast MemNet, whose blocks run on the "
                                          "s x s pixel-unshuffled image (about 1/s^2 of the cost)")
+        self.shared_recursions = CheckBox(text="recursions share their convs (the paper's)", value=True,
+                                          tooltip="off: each recursion gets its own convs (same cost, more weights)")
         self.steps = SpinBox(label="steps", value=300, min=1, max=10_000_000)
         self.model_name = LineEdit(label="save as", value="my-denoise-model")
         # ---------------------------------------------------------------- advanced
@@ -115,7 +117,8 @@ class TrainWidget(Container):
         super().__init__(widgets=[
             self.source, self.degraded, self.clean, self.pair_row, self.clean_layers, self.degraded_dir,
             self.clean_dir, self.levels, self.validation, self.val_fraction, self.task, self.base_model,
-            self.architecture, self.blocks, self.recursions, self.channels, self.unshuffle, self.steps, self.model_name,
+            self.architecture, self.blocks, self.recursions, self.channels, self.unshuffle, self.shared_recursions,
+            self.steps, self.model_name,
             self.show_advanced,
             self.advanced, _row(self.check_button, self.start_button, self.stop_button, self.resume_button),
             self.data_message, self.progress, self.status], labels=True)
@@ -240,7 +243,7 @@ class TrainWidget(Container):
             self.validation.value = td.VAL_FRACTION
         self.val_fraction.visible = self.validation.value != td.VAL_NONE
         scratch = self.base_model.value == FROM_SCRATCH
-        for w in (self.blocks, self.recursions, self.unshuffle):  # MemNet's own settings
+        for w in (self.blocks, self.recursions, self.unshuffle, self.shared_recursions):  # MemNet's own settings
             w.visible = scratch and self.architecture.value == "memnet"
         self.channels.visible = self.architecture.visible = scratch
         self.advanced.visible = bool(self.show_advanced.value)
@@ -322,7 +325,8 @@ class TrainWidget(Container):
                              patch_size=self.patch_size.value, batch_size=self.batch_size.value,
                              lr_text=self.learning_rate.value, levels_text=self.levels.value,
                              arch={"blocks": int(self.blocks.value), "recursions": int(self.recursions.value),
-                                   "channels": int(self.channels.value), "unshuffle": int(self.unshuffle.value)},
+                                   "channels": int(self.channels.value), "unshuffle": int(self.unshuffle.value),
+                                   "shared_recursions": bool(self.shared_recursions.value)},
                              multi_supervised=self.multi_supervised.value, device=self.device.value,
                              seed=self.seed.value, validate_every=self.validate_every.value,
                              out_dir=str(self._run_dir(name)) if name else "")

@@ -270,16 +270,30 @@ def _load_safetensors(path: Path, card_path: Path | None = None, source: str = "
     return RestorationModel(card.get("name", path.stem), card, network, path, source)
 
 
+def _memnet_input(inner: int) -> tuple[int, int]:
+    """(in_channels, unshuffle s) of a MemNet whose f_ext sees ``inner`` = in_channels * s * s channels.
+
+    Gray (1) and RGB (3) images are what MemNets restore: 1 and 3 are the paper's net, s*s a gray fast
+    MemNet, 3*s*s an RGB one; any other count needs the model card."""
+    for in_channels in (1, 3):
+        s = round((inner / in_channels) ** 0.5)
+        if s >= 1 and in_channels * s * s == inner:
+            return in_channels, s
+    raise ModelFileError(f"a MemNet whose first conv takes {inner} channels is neither gray nor RGB "
+                         "(1 or 3 times s*s for a space-to-depth factor s): it needs its .json model card")
+
+
 def _infer_architecture(state: dict) -> tuple[str, dict]:
     """Architecture and config from the keys and shapes of a bare state dict."""
     if "extract.2.weight" in state:
         w = state["extract.2.weight"]
         blocks = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
         recursions = len({k.split(".")[4] for k in state if k.startswith("blocks.0.recursive.bn_a.")})
+        in_channels, unshuffle = _memnet_input(int(w.shape[1]))
         return "memnet", {
-            "in_channels": int(w.shape[1]), "channels": int(w.shape[0]), "blocks": blocks,
+            "in_channels": in_channels, "channels": int(w.shape[0]), "blocks": blocks,
             "recursions": recursions, "multi_supervised": "branch_weights" in state,
-            "shared_recursions": "blocks.0.recursive.conv_a.weight" in state,
+            "shared_recursions": "blocks.0.recursive.conv_a.weight" in state, "unshuffle": unshuffle,
         }
     if "convs.0.weight" in state:
         w = state["convs.0.weight"]
