@@ -34,7 +34,7 @@ def card_record(trainer, seconds: float) -> tuple[dict, list]:
                         "items": v["items"], "step": last.get("step")})
     training = {"steps": trainer.step, "planned_steps": cfg.steps, "data": trainer.data.summary(),
                 "config": cfg.to_dict(), "device": str(trainer.device), "precision": trainer.precision,
-                "seconds": round(seconds, 1), "validation_psnr_before": history.get("base_model_psnr"),
+                "seconds": round(seconds, 3), "validation_psnr_before": history.get("base_model_psnr"),
                 "validation_psnr_after": last.get("psnr"), "validation_input_psnr": history.get("baseline_psnr")}
     if trainer.recalibration is not None:
         training["batchnorm_recalibration"] = trainer.recalibration
