@@ -19,6 +19,7 @@
 # 4. Evaluates on the task's other benchmark sets (denoise: BSD68, BSD200 and BM3D; sr: Set14, BSD100,
 #    Urban100; deblock: LIVE1). Records go to docs/results/. Test sets are used only here, after
 #    training and model selection.
+# denoise needs the bm3d package in the venv for step 4 (checked first: pip install bm3d).
 # SKIP_BENCH=1 skips step 3's bench (the cards' speed is then read from its last record). Without it the script
 # refuses to start while the 1-minute load average is above MAX_LOAD (0.5). URBAN_MAX: see below.
 set -euo pipefail
@@ -51,6 +52,12 @@ if [ -z "${SKIP_BENCH:-}" ]; then
     echo "the speed the default-model rule reads. Stop the other work and wait a minute, or SKIP_BENCH=1." >&2
     exit 3
   fi
+fi
+
+# the denoiser's last step compares with BM3D (not a dependency of the package): refuse before copying anything
+if [ "$task" = denoise ] && ! "$py" -c "import bm3d" 2>/dev/null; then
+  echo "the BM3D comparison needs the bm3d package: $py -m pip install bm3d" >&2
+  exit 4
 fi
 
 pick=$("$py" - "$run" "$run_name" <<'PY'
