@@ -51,6 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-bm3d", action="store_true", help="only the model (when bm3d is not installed)")
+    p.add_argument("--ensemble", type=int, default=1, help="the model's self-ensemble (1..8; default 1: off)")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     from napari_memnet.restoration.engine import Engine
@@ -60,7 +61,7 @@ def main(argv=None) -> int:
     bm3d = None
     if not args.no_bm3d:
         import bm3d
-    engine = Engine(args.model, device="cpu", precision="fp32", task="denoise")
+    engine = Engine(args.model, device="cpu", precision="fp32", task="denoise", ensemble=args.ensemble)
     sigmas = [float(s) for s in args.sigmas.split(",")]
     rows = []
     for name, clean in images(args.data).items():
@@ -85,7 +86,7 @@ def main(argv=None) -> int:
         print(f"sigma {sigma:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in summary[str(sigma)].items()))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": engine.model.name, "command": " ".join(sys.argv), "summary": summary,
+        args.json.write_text(json.dumps({"model": engine.model.name, "ensemble": engine.ensemble, "command": " ".join(sys.argv), "summary": summary,
                                          "rows": rows}, indent=1))
     return 0
 

@@ -374,3 +374,19 @@ def test_reading_checking_planning_and_model_loading_run_in_the_worker(make_napa
     assert expected <= set(threads), threads
     main = threading.main_thread()
     assert all(main not in seen for seen in threads.values()), threads
+
+
+def test_self_ensemble_choice(make_napari_viewer, tiny_models, crop):
+    """Off by default; x4 restores as ``restore(..., ensemble=4)`` does and the layer's metadata says so."""
+    viewer = make_napari_viewer()
+    viewer.add_image(crop, name="photo")
+    widget = open_widget(viewer)
+    assert widget.ensemble.value == 1 and shown(widget.ensemble)
+    plain = widget.run_blocking(timeout=60)
+    assert "ensemble" not in plain.metadata["napari_memnet"]
+    widget.ensemble.value = 4
+    result = widget.run_blocking(timeout=60)
+    assert result is not plain and result.metadata["napari_memnet"]["ensemble"] == 4
+    expected = restore(crop, "denoise", model="tiny-denoise", ensemble=4)
+    np.testing.assert_allclose(result.data, expected, atol=1e-5)
+    assert np.abs(result.data - plain.data).max() > 1e-4

@@ -169,7 +169,7 @@ def default_model_name(task: str, device=None) -> str | None:
         return None
 
 
-def _model_restore_fn(model, task: str, device: str) -> tuple[RestoreFn, str]:
+def _model_restore_fn(model, task: str, device: str, ensemble: int = 1) -> tuple[RestoreFn, str]:
     """(restore function, model name) for ``model`` on ``device``.
 
     The ``restoration.engine.Engine`` (model loaded, BatchNorm folded, moved to the
@@ -187,13 +187,14 @@ def _model_restore_fn(model, task: str, device: str) -> tuple[RestoreFn, str]:
     from .restoration.engine import Engine  # lazy: torch and the inference engine
     from .restoration.eager import restore_plane
 
-    engine = Engine(loaded, device=device)
+    engine = Engine(loaded, device=device, ensemble=ensemble)
 
     def run(plane: np.ndarray) -> np.ndarray:
         return restore_plane(engine, plane)
 
     run.engine = engine
-    return run, loaded.name
+    name = loaded.name if engine.ensemble == 1 else f"{loaded.name} (x{engine.ensemble} self-ensemble)"
+    return run, name
 
 
 def json_safe(value):
@@ -219,7 +220,8 @@ def records_to_json(records, *, indent: int | None = 2) -> str:
 
 def evaluate(task: str, data_dir: str | Path, datasets: Sequence[str] | str | None = None, levels=None,
              model=None, *, device: str = "auto", seed: int = 0, restore_fn: RestoreFn | None = None,
-             max_images: int | None = None, progress: Callable[[dict], None] | None = None) -> list[dict]:
+             max_images: int | None = None, progress: Callable[[dict], None] | None = None,
+             ensemble: int = 1) -> list[dict]:
     """Evaluate a model (or only the degraded-input baseline) on benchmark sets.
 
     ``data_dir`` holds one sub-folder per dataset (e.g. ``.../data/test``);
@@ -230,7 +232,9 @@ def evaluate(task: str, data_dir: str | Path, datasets: Sequence[str] | str | No
     levels. ``restore_fn`` instead runs any function mapping a float32
     0..1 plane to a plane of the same shape. ``max_images`` keeps the first N
     images of each set (for quick checks). ``progress`` receives each record
-    as soon as it is done.
+    as soon as it is done. ``ensemble`` (1..8, with ``model``) averages the model over
+    that many dihedral transforms (``restoration.ensemble``); the records' model
+    name says so ("NAME (x8 self-ensemble)").
 
     Returns one record per (dataset, level) with the keys ``RECORD_KEYS``;
     ``psnr``/``ssim`` are None when no model runs. A PSNR is ``math.inf`` when
@@ -249,12 +253,15 @@ def evaluate(task: str, data_dir: str | Path, datasets: Sequence[str] | str | No
     if max_images is not None and (isinstance(max_images, bool) or int(max_images) < 1):
         raise ValueError(f"max_images must be a positive integer, got {max_images!r}")
     seed = int(seed)
+    if restore_fn is not None or model is None:
+        if not (isinstance(ensemble, int) and not isinstance(ensemble, bool) and ensemble == 1):
+            raise ValueError(f"ensemble={ensemble!r} needs a model to run (model=NAME|PATH, no restore_fn)")
 
     model_name = None
     if restore_fn is not None:
         model_name = model if isinstance(model, str) else getattr(restore_fn, "__name__", "custom")
     elif model is not None:
-        restore_fn, model_name = _model_restore_fn(model, task, device)
+        restore_fn, model_name = _model_restore_fn(model, task, device, ensemble)
 
     records = []
     for dataset in names:

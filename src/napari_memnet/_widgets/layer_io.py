@@ -112,6 +112,11 @@ def _same_limits(in_dtype, out_dtype) -> bool:
     return in_dtype == out_dtype or (in_dtype.kind == "f" and out_dtype.kind == "f")
 
 
+def run_metadata(options: dict) -> dict:
+    """What a result layer's metadata records of the run's options: the model, and the ensemble when on."""
+    return {"model": options["model"], **({"ensemble": options["ensemble"]} if "ensemble" in options else {})}
+
+
 def result_layer_kwargs(layer, data: np.ndarray, *, task: str, scale: int | None = None,
                         index: tuple[int, ...] | None = None, extra_metadata: dict | None = None,
                         ) -> tuple[np.ndarray, dict]:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..restoration.ensemble import check_ensemble
 from . import layer_io
 
 NO_MODEL = "__no_model__"
@@ -87,9 +88,10 @@ class RestoreController:
 
     @staticmethod
     def request(layer, *, task: str, model, scale, device: str, tile_size: int, whole_stack: bool,
-                world_point, replace: bool, camera: bool = False) -> RestoreRequest:
+                world_point, replace: bool, camera: bool = False, ensemble: int = 1) -> RestoreRequest:
         """The run the form asks for; ``ValueError`` with a user-facing message if it cannot run.
-        ``camera``: denoise camera counts behind the variance-stabilising transform (gray layers)."""
+        ``camera``: denoise camera counts behind the variance-stabilising transform (gray layers).
+        ``ensemble``: average the model over that many rotated and flipped copies (1 = off)."""
         layer_io.validate_image_layer(layer)
         if model in (None, NO_MODEL):
             label = layer_io.TASK_LABELS.get(task, task)
@@ -97,6 +99,8 @@ class RestoreController:
                              "weights, then press \u21bb to refresh the model list.")
         options = {"scale": int(scale) if task == "sr" else None, "model": model, "device": device,
                    "tile_size": int(tile_size) or None}
+        if check_ensemble(ensemble) > 1:
+            options["ensemble"] = int(ensemble)
         whole = layer_io.n_stack_axes(layer) == 0 or whole_stack
         if camera:
             if task != "denoise" or layer.rgb:

@@ -28,6 +28,8 @@ def register(sub) -> None:
     p.add_argument("--model", metavar="NAME|PATH|none",
                    help="model name or file; 'none' = baseline only (default: the task's bundled model if installed)")
     p.add_argument("--device", default="auto", help="torch device for the model (default: auto)")
+    p.add_argument("--ensemble", type=int, default=1, metavar="N",
+                   help="average the model over N (1..8) rotated and flipped copies of each image (default 1: off)")
     p.add_argument("--seed", type=int, default=0, help="noise seed (denoise; per image, deterministic)")
     p.add_argument("--max-images", type=int, metavar="N", help="only the first N images of each set (quick check)")
     p.add_argument("--json", metavar="FILE",
@@ -50,6 +52,12 @@ def run(args) -> int:
     from ..evaluate import default_model_name, evaluate, records_to_json
     from ..models.files import ModelFileError
 
+    from ..restoration.ensemble import check_ensemble
+
+    try:
+        check_ensemble(args.ensemble)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
     model = args.model
     if model is not None and model.lower() == "none":
         model = None
@@ -58,7 +66,8 @@ def run(args) -> int:
         if model is None:
             print(f"note: no bundled model for task {args.task!r} is installed; reporting the baseline only "
                   f"(pass --model NAME|PATH to evaluate a model)", file=sys.stderr)
-    print(f"task {args.task}, model {model or 'none (baseline only)'}; "
+    shown = f"{model} (x{args.ensemble} self-ensemble)" if model and args.ensemble != 1 else model
+    print(f"task {args.task}, model {shown or 'none (baseline only)'}; "
           f"level = {TASKS[args.task].level_name}; baseline = the degraded input")
     print(f"{'dataset':<12} {'level':>5} {'PSNR':>7} {'SSIM':>7} {'base PSNR':>9} {'base SSIM':>9} {'images':>6}")
 
@@ -67,7 +76,8 @@ def run(args) -> int:
 
     try:
         records = evaluate(args.task, args.data, datasets=args.datasets, levels=args.levels, model=model,
-                           device=args.device, seed=args.seed, max_images=args.max_images, progress=show)
+                           device=args.device, seed=args.seed, max_images=args.max_images, progress=show,
+                           ensemble=args.ensemble)
     except (ValueError, ModelFileError) as exc:
         raise CommandError(str(exc)) from None
     if args.json:

@@ -1,7 +1,8 @@
 """The process's caches, and its only module-level mutable state.
 
 * ``ENGINES``: an ``EngineCache`` of loaded models (by weights key and
-  device) and prepared engines (by key, device, precision and tile size).
+  device) and prepared engines (by key, device, precision, tile size and
+  ensemble).
   Lazy blocks and dask workers get their engine here, so a model is loaded,
   folded and moved at most once per process. A cached ``Engine`` never
   changes: an out-of-memory retry works on the caller's own ``PlaneRunner``.
@@ -45,9 +46,10 @@ class EngineCache:
                 self._loads[key] = self._loads.get(key, 0) + 1
         return model
 
-    def engine(self, spec, device: str = "auto", precision: str = "auto", tile_size: int | None = None) -> Engine:
-        """The prepared ``Engine`` for ``spec``, built at most once per (key, device, precision, tile)."""
-        key = (spec.key, str(device), str(precision), tile_size)
+    def engine(self, spec, device: str = "auto", precision: str = "auto", tile_size: int | None = None,
+               ensemble: int = 1) -> Engine:
+        """The prepared ``Engine`` for ``spec``, built at most once per (key, device, precision, tile, ensemble)."""
+        key = (spec.key, str(device), str(precision), tile_size, int(ensemble))
         engine = self._engines.get(key)
         if engine is not None:
             return engine
@@ -55,13 +57,13 @@ class EngineCache:
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
-                engine = Engine(model, device=device, precision=precision, tile_size=tile_size)
+                engine = Engine(model, device=device, precision=precision, tile_size=tile_size, ensemble=ensemble)
                 self._engines[key] = engine
         return engine
 
-    def find(self, key: str, device: str, precision: str, tile_size) -> Engine | None:
+    def find(self, key: str, device: str, precision: str, tile_size, ensemble: int = 1) -> Engine | None:
         """The engine built for these settings, or None (nothing is built)."""
-        return self._engines.get((key, str(device), str(precision), tile_size))
+        return self._engines.get((key, str(device), str(precision), tile_size, int(ensemble)))
 
     def info(self) -> dict:
         """``{"pid": ..., "loads": {"<key>|<device>": n_loads}, "engines": n}``."""

@@ -36,6 +36,7 @@ from ..core.camera import stabilise, unstabilise
 from ..core.intensity import choose_intensity, output_dtype
 from ..core.tasks import check_task
 from .engine import RETILED, Engine
+from .ensemble import check_ensemble
 from .events import RestoreResult, TileProgress, check_callbacks, check_cancel
 from .pipeline import check_dtype, restore_item
 
@@ -61,14 +62,15 @@ def check_image(image) -> np.ndarray:
     return data
 
 
-def _engine(model, device, precision, tile_size, task=None) -> Engine:
-    """``model`` if it is an Engine (then device/precision/tile_size must be the defaults), else a new one."""
+def _engine(model, device, precision, tile_size, task=None, ensemble=1) -> Engine:
+    """``model`` if it is an Engine (then device/precision/tile_size/ensemble must be the defaults), else a new one."""
     if not isinstance(model, Engine):
-        return Engine(model, device=device, precision=precision, tile_size=tile_size, task=task)
-    if device != "auto" or precision != "auto" or tile_size is not None:
-        raise ValueError("got an Engine: its device, precision and tile size are already fixed "
-                         f"({model.device}, {model.precision}, {model.tile}); expected device='auto', "
-                         f"precision='auto', tile_size=None, got {device!r}, {precision!r}, {tile_size!r}")
+        return Engine(model, device=device, precision=precision, tile_size=tile_size, task=task, ensemble=ensemble)
+    if device != "auto" or precision != "auto" or tile_size is not None or check_ensemble(ensemble) != 1:
+        raise ValueError("got an Engine: its device, precision, tile size and ensemble are already fixed "
+                         f"({model.device}, {model.precision}, {model.tile}, {model.ensemble}); expected "
+                         "device='auto', precision='auto', tile_size=None, ensemble=1, got "
+                         f"{device!r}, {precision!r}, {tile_size!r}, {ensemble!r}")
     return model
 
 
@@ -82,7 +84,8 @@ def _intensities(layout, view: np.ndarray, data: np.ndarray) -> tuple:
 
 
 def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto", precision="auto",
-                 tile_size=None, progress: Callable[[int, int], None] | None = None, cancel=None, camera=False):
+                 tile_size=None, progress: Callable[[int, int], None] | None = None, cancel=None, camera=False,
+                 ensemble=1):
     """Restore a numpy ``image``: yields ``TileProgress`` per tile, then one ``RestoreResult``.
 
     Arguments are those of ``napari_memnet.restore``; ``model`` may also be
@@ -107,7 +110,7 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
             f"the result would have shape {tuple(out_shape)} = {n_out} values, more than the limit of "
             f"{MAX_OUTPUT_ELEMENTS} (2**31); restore a smaller region or a smaller stack"
         )
-    engine = _engine(model, device, precision, tile_size, task)
+    engine = _engine(model, device, precision, tile_size, task, ensemble)
     runner = engine.runner()
 
     order = (*layout.stack_axes, layout.y, layout.x) + ((layout.channel,) if layout.channel is not None else ())
@@ -144,11 +147,12 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
     yield RestoreResult(
         data=out, model_name=engine.model.name, device=str(engine.device), precision=engine.precision,
         tile_size=runner.tile, seconds=time.perf_counter() - start, task=task, scale=scale, axes=layout.axes,
+        ensemble=engine.ensemble,
     )
 
 
 def restore_plane(model, plane, *, device="auto", precision="auto", tile_size=None, progress=None,
-                  cancel=None) -> np.ndarray:
+                  cancel=None, ensemble=1) -> np.ndarray:
     """Run ``model`` on one 2-D plane of intensities on 0..1, with NO normalisation.
 
     For super-resolution pass the already bicubic-upsampled plane. Returns a
@@ -157,15 +161,16 @@ def restore_plane(model, plane, *, device="auto", precision="auto", tile_size=No
     built for it: many planes through one model (the evaluator) should build
     the ``Engine`` once and pass it here, so the model is loaded, folded and
     moved to its device once. An ``Engine`` carries its own device, precision
-    and tile size; ``device``/``precision``/``tile_size`` must then be left at
-    their defaults."""
+    and tile size; ``device``/``precision``/``tile_size`` (and ``ensemble``,
+    the number of dihedral transforms averaged) must then be left at their
+    defaults."""
     if model is None:
         raise ValueError("restore_plane needs a model (name, path, RestorationModel, network or Engine)")
     data = check_image(plane)
     if data.ndim != 2:
         raise ValueError(f"restore_plane expects one 2-D plane (Y, X), got shape {data.shape}")
     check_callbacks(progress, cancel)
-    runner = _engine(model, device, precision, tile_size).runner()
+    runner = _engine(model, device, precision, tile_size, ensemble=ensemble).runner()
     values = np.asarray(data, dtype=np.float32)
     out = np.empty(values.shape, dtype=np.float32)
     done = 0

@@ -7,6 +7,9 @@ device (channels_last on CUDA and the CPU) and fixes the tile size (from
 device memory when None). An Engine never changes after it is built, so one
 engine may serve many callers and threads (``restoration.cache``).
 
+``ensemble`` = n > 1 averages the network's outputs under n dihedral
+transforms of each window (``restoration.ensemble``; n times the time).
+
 ``engine.runner()`` gives one caller its own tile size: ``PlaneRunner.run``
 restores a plane tile by tile with a halo of the receptive radius (so tiled
 equals untiled); a CUDA (or host) out-of-memory error halves THAT runner's
@@ -27,6 +30,7 @@ from collections.abc import Generator
 import numpy as np
 
 from ..core.tiling import align_up, blend_weights, count_tiles, tile_grid
+from .ensemble import check_ensemble, ensemble_forward
 from .events import check_cancel
 
 MIN_RETRY_TILE = 32  # out-of-memory retries stop below this tile side
@@ -59,12 +63,14 @@ class Engine:
     ``channels_last``: None = ``core.devices.use_channels_last`` (on for CUDA
     and the CPU, off on MPS); True/False force it (``memnet bench --channels-last``)."""
 
-    def __init__(self, model, *, device="auto", precision="auto", tile_size=None, task=None, channels_last=None):
+    def __init__(self, model, *, device="auto", precision="auto", tile_size=None, task=None, channels_last=None,
+                 ensemble=1):
         import torch
 
         from ..core.devices import default_tile_size, resolve_device, resolve_precision, use_channels_last
         from ..models.files import load_model
 
+        self.ensemble = check_ensemble(ensemble)
         self.model = load_model(model, task=task, device=device)
         if self.model.in_channels != 1:
             raise ValueError(
@@ -90,18 +96,27 @@ class Engine:
         requested = check_tile_size(tile_size)
         self.tile = requested if requested is not None else default_tile_size(self.device, network, self.precision)
 
-    def forward(self, window: np.ndarray) -> "torch.Tensor":  # noqa: F821
-        """The network output for one 2-D float32 window, as a 2-D tensor on the device."""
+    def forward(self, window: np.ndarray, cancel=None) -> "torch.Tensor":  # noqa: F821
+        """The network output for one 2-D float32 window, as a 2-D tensor on the device
+        (averaged over the ensemble's transforms; ``cancel`` is checked between them)."""
         import torch
 
         from ..core.devices import autocast
 
         x = torch.from_numpy(np.ascontiguousarray(window, dtype=np.float32))[None, None].to(self.device)
+        with torch.inference_mode(), autocast(self.device, self.precision):
+            if self.ensemble == 1:
+                y = self._run(x)
+            else:
+                y = ensemble_forward(self._run, x, self.ensemble, self.align, cancel)
+        return y[0, 0]
+
+    def _run(self, x):
+        import torch
+
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.inference_mode(), autocast(self.device, self.precision):
-            y = self.module(x)
-        return y[0, 0]
+        return self.module(x)
 
     def runner(self) -> PlaneRunner:
         """A ``PlaneRunner`` starting at this engine's tile size."""
@@ -135,7 +150,7 @@ class PlaneRunner:
                     return
                 for tile in tiles:
                     check_cancel(cancel)
-                    y = engine.forward(plane[tile.window_slices])[tile.crop]
+                    y = engine.forward(plane[tile.window_slices], cancel)[tile.crop]
                     out[tile.core_slices] = y.float().cpu().numpy()
                     del y
                     yield None
@@ -160,7 +175,7 @@ class PlaneRunner:
         for tile in tiles:
             check_cancel(cancel)
             weight = blend_weights(tile, h, w, halo)
-            y = engine.forward(plane[tile.window_slices]).float().cpu().numpy()
+            y = engine.forward(plane[tile.window_slices], cancel).float().cpu().numpy()
             out[tile.window_slices] += weight * y
             total[tile.window_slices] += weight
             del y

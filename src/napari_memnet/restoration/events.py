@@ -35,6 +35,7 @@ class RestoreResult:
     task: str | None = None
     scale: int = 1
     axes: str = "YX"
+    ensemble: int = 1  # dihedral transforms averaged (restoration.ensemble; 1 = the plain network)
 
 
 def is_cancelled(cancel) -> bool:

@@ -45,6 +45,7 @@ from ...core.tasks import check_task
 from ...models.spec import model_spec
 from ..cache import BLOCKS, ENGINES
 from ..engine import check_tile_size
+from ..ensemble import check_ensemble
 from ..events import RestoreResult, TileProgress
 from ..pipeline import check_dtype, restore_item
 from .plan import BlockPlan, as_dask, axes_letters, channel_normalizations, choose_chunks, halo_for
@@ -82,7 +83,7 @@ def restore_block(block: np.ndarray, plan: BlockPlan, loc: tuple, numblocks: tup
         after = halo if loc[i] < numblocks[i] - 1 else 0
         cuts[i] = slice(before * s, (block.shape[i] - after) * s)
     crop = (cuts[iy], cuts[ix])
-    runner = ENGINES.engine(plan.spec, plan.device, plan.precision, plan.tile_size).runner()
+    runner = ENGINES.engine(plan.spec, plan.device, plan.precision, plan.tile_size, plan.ensemble).runner()
     stack = [i for i in range(len(axes)) if i not in (iy, ix, ic)]
     order = stack + [iy, ix] + ([ic] if ic is not None else [])
     view = np.transpose(block, order)  # (stack..., Y, X[, C])
@@ -98,7 +99,7 @@ def restore_block(block: np.ndarray, plan: BlockPlan, loc: tuple, numblocks: tup
 # ------------------------------------------------------------------ public entry points
 def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None = None, device: str = "auto",
                  precision: str = "auto", tile_size=None, chunks=None, scheduler=None, normalization=None,
-                 cache: bool = True):
+                 cache: bool = True, ensemble: int = 1):
     """Lazily restore a dask (or zarr/numpy) array; returns a dask array.
 
     Nothing is computed except the intensity sample for non-uint8 data (on the
@@ -111,7 +112,7 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     LRU ``restoration.cache.BLOCKS`` (for interactive viewing). ``tile_size`` is the
     engine's tile inside a block (None: from memory). A model given by name
     or file travels to workers as its path; an in-memory network as its
-    weights (bytes)."""
+    weights (bytes). ``ensemble`` as for ``restore``."""
     import dask.array as da
     from dask.base import tokenize
 
@@ -133,9 +134,10 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     out_chunks = tuple(tuple(c * s for c in cs) if ax in "YX" else cs for ax, cs in zip(axes, arr.chunks))
     out_dtype = output_dtype(arr.dtype)
     tile_size = check_tile_size(tile_size)
-    token = tokenize(arr.name, spec.key, task, s, axes, norms, out_dtype.str, device, precision, tile_size)
+    ensemble = check_ensemble(ensemble)
+    token = tokenize(arr.name, spec.key, task, s, axes, norms, out_dtype.str, device, precision, tile_size, ensemble)
     plan = BlockPlan(spec, task, s, axes, halo, norms, rgb, out_dtype.str, device, precision, token, bool(cache),
-                     tile_size)
+                     tile_size, ensemble)
     # no overlap along stack axes, nor along a Y/X axis that is one chunk (it may be shorter than the halo)
     depth = {i: (halo if ax in "YX" and len(arr.chunks[i]) > 1 else 0) for i, ax in enumerate(axes)}
     result = da.map_overlap(_restore_block, arr, depth=depth, boundary="none", trim=False, chunks=out_chunks,
@@ -166,7 +168,8 @@ def compute_iter(result, *, scheduler=None, cancel=None):
     device, precision, tile = engine_settings(plan, scheduler) if plan else ("", "", 0)
     yield RestoreResult(data=out, model_name=plan.spec.name if plan else "", device=device, precision=precision,
                         tile_size=tile, seconds=time.perf_counter() - start, task=plan.task if plan else None,
-                        scale=plan.scale if plan else 1, axes=plan.axes if plan else "")
+                        scale=plan.scale if plan else 1, axes=plan.axes if plan else "",
+                        ensemble=plan.ensemble if plan else 1)
 
 
 def engine_settings(plan: BlockPlan, scheduler=None) -> tuple[str, str, int]:
@@ -181,10 +184,11 @@ def engine_settings(plan: BlockPlan, scheduler=None) -> tuple[str, str, int]:
     smallest tile is given; when no worker has one (they left the cluster),
     the request is reported as given."""
     if normalize_scheduler(scheduler) in ("threads", "synchronous"):
-        engine = ENGINES.engine(plan.spec, plan.device, plan.precision, plan.tile_size)
+        engine = ENGINES.engine(plan.spec, plan.device, plan.precision, plan.tile_size, plan.ensemble)
         return str(engine.device), engine.precision, int(engine.tile)
     with scheduler_client(scheduler) as (_, client):
-        found = client.run(_worker_engine_settings, plan.spec.key, plan.device, plan.precision, plan.tile_size)
+        found = client.run(_worker_engine_settings, plan.spec.key, plan.device, plan.precision, plan.tile_size,
+                           plan.ensemble)
     seen = sorted({v for v in found.values() if v is not None})
     if not seen:
         return str(plan.device), str(plan.precision), int(plan.tile_size or 0)
@@ -192,21 +196,22 @@ def engine_settings(plan: BlockPlan, scheduler=None) -> tuple[str, str, int]:
     return join(0), join(1), min(int(v[2]) for v in seen)
 
 
-def _worker_engine_settings(key: str, device: str, precision: str, tile_size) -> tuple | None:
+def _worker_engine_settings(key: str, device: str, precision: str, tile_size, ensemble: int = 1) -> tuple | None:
     """On a worker: (device, precision, tile) of its cached engine for the plan, or None."""
-    engine = ENGINES.find(key, device, precision, tile_size)
+    engine = ENGINES.find(key, device, precision, tile_size, ensemble)
     return None if engine is None else (str(engine.device), engine.precision, int(engine.tile))
 
 
 def restore_dask_iter(image, task: str, *, scale=None, model=None, axes=None, device="auto", precision="auto",
-                      tile_size=None, progress=None, cancel=None, chunks=None, scheduler=None, normalization=None):
+                      tile_size=None, progress=None, cancel=None, chunks=None, scheduler=None, normalization=None,
+                      ensemble: int = 1):
     """The eager ``restore_iter`` for a dask/zarr image: the same arguments and
     the same events (``TileProgress`` per block, then ``RestoreResult``), with
     the blocks restored lazily and exactly (``restore_dask``) and computed on
     ``scheduler``. ``progress(done, total)`` is called per block too."""
     result = restore_dask(image, task, scale=scale, model=model, axes=axes, device=device, precision=precision,
                           tile_size=tile_size, chunks=chunks, scheduler=scheduler, normalization=normalization,
-                          cache=False)
+                          cache=False, ensemble=ensemble)
     for event in compute_iter(result, scheduler=scheduler, cancel=cancel):
         if progress is not None and hasattr(event, "done"):
             progress(event.done, event.total)

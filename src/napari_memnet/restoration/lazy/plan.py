@@ -236,3 +236,4 @@ class BlockPlan:
     token: str
     use_cache: bool = field(default=True)
     tile_size: int | None = None
+    ensemble: int = 1  # dihedral transforms averaged per window (restoration.ensemble)

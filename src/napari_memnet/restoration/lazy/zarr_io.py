@@ -171,6 +171,8 @@ def _run_signature(result, task, scale, spec, src_desc, plan) -> dict:
         "dtype": np.dtype(result.dtype).str,
         "normalization": [[n.mode, n.low, n.high] for n in plan.norms],
         "axes": plan.axes,
+        # only when on, so a run written without an ensemble keeps its signature
+        **({"ensemble": plan.ensemble} if plan.ensemble > 1 else {}),
     }
 
 
@@ -191,7 +193,7 @@ def _ome_attrs(axes: str, name: str, sr_scale: int) -> dict:
 def restore_to_zarr(src, dst, task: str, *, scale=None, model=None, axes: str | None = None,
                     device: str = "auto", precision: str = "auto", chunks=None, scheduler=None,
                     normalization=None, resume: bool = True, overwrite: bool = False, ome: bool | None = None,
-                    progress=None, cancel=None, level: int = 0) -> ZarrRestoreReport:
+                    progress=None, cancel=None, level: int = 0, ensemble: int = 1) -> ZarrRestoreReport:
     """Restore ``src`` (a path or a dask/zarr/numpy array) into the zarr folder ``dst``.
 
     One task per output chunk computes the block and writes it, then its
@@ -202,7 +204,8 @@ def restore_to_zarr(src, dst, task: str, *, scale=None, model=None, axes: str | 
     ``progress(TileProgress)`` is called as chunks finish; ``cancel`` (a
     threading.Event) stops between chunks (``Cancelled``); a failing chunk
     raises ``distributed.BlockError`` naming it, and the chunks finished so far
-    stay marked, so a rerun continues. Returns a ``ZarrRestoreReport``."""
+    stay marked, so a rerun continues. ``ensemble`` as for ``restore``.
+    Returns a ``ZarrRestoreReport``."""
     import dask
 
     from .graph import block_slices, plan_of, restore_dask
@@ -217,7 +220,8 @@ def restore_to_zarr(src, dst, task: str, *, scale=None, model=None, axes: str | 
     else:
         image, src_desc = src, type(src).__name__
     result = restore_dask(image, task, scale=scale, model=model, axes=axes, device=device, precision=precision,
-                          chunks=chunks, scheduler=scheduler, normalization=normalization, cache=False)
+                          chunks=chunks, scheduler=scheduler, normalization=normalization, cache=False,
+                          ensemble=ensemble)
     plan = plan_of(result)
     signature = _run_signature(result, task, plan.scale, plan.spec, src_desc, plan)
     dst = Path(dst).expanduser()
