@@ -55,7 +55,7 @@ def restore(image, task, *, scale=None, model=None, axes=None, device="auto", pr
     * ``tile_size``: tile core side in pixels; None chooses from device memory.
     * ``ensemble``: 1 (the network as it is) .. 8: average the network's outputs under that many
       dihedral transforms of the input (rotations, then flips); n times the time, a little
-      more quality (8: about +0.1 dB for the fast denoiser, docs/results.md "Self-ensemble").
+      more quality (8: +0.06 to +0.10 dB for the fast denoiser, docs/results.md "Self-ensemble").
     * ``progress(done, total)``: called after every tile.
     * ``cancel``: a callable returning True, or a ``threading.Event``, to stop
       between tiles with ``Cancelled``.

@@ -4,7 +4,7 @@
 transforms of its input (rotations by 0, 90, 180 and 270 degrees, then the
 same after a left-right flip), undoes each transform on its output and
 averages the n outputs. n = 1 is the plain network; n = 8 costs 8 times the
-time and adds about 0.1 dB to the fast denoiser (docs/results.md, "Self-ensemble").
+time and adds 0.06-0.10 dB to the fast denoiser (docs/results.md, "Self-ensemble").
 
 A space-to-depth network (alignment a > 1) sees its input on the a-grid that
 starts at the top-left corner. A rotated window has its grid start at another
