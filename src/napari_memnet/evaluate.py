@@ -37,6 +37,7 @@ from .core.degrade import add_noise, bicubic_degrade, blur, jpeg_compress, make_
 from .core.images import IMAGE_SUFFIXES
 from .core.metrics import psnr, ssim
 from .core.tasks import DEBLUR_EVAL_NOISE, TASKS, get_task
+from .restoration.ensemble import check_ensemble, label
 
 __all__ = ["TASK_DEFAULTS", "IMAGE_SUFFIXES", "evaluate", "list_images", "load_plane",
            "parse_levels", "default_model_name", "RECORD_KEYS", "json_safe", "records_to_json"]
@@ -193,8 +194,7 @@ def _model_restore_fn(model, task: str, device: str, ensemble: int = 1) -> tuple
         return restore_plane(engine, plane)
 
     run.engine = engine
-    name = loaded.name if engine.ensemble == 1 else f"{loaded.name} (x{engine.ensemble} self-ensemble)"
-    return run, name
+    return run, label(loaded.name, engine.ensemble)
 
 
 def json_safe(value):
@@ -253,9 +253,8 @@ def evaluate(task: str, data_dir: str | Path, datasets: Sequence[str] | str | No
     if max_images is not None and (isinstance(max_images, bool) or int(max_images) < 1):
         raise ValueError(f"max_images must be a positive integer, got {max_images!r}")
     seed = int(seed)
-    if restore_fn is not None or model is None:
-        if not (isinstance(ensemble, int) and not isinstance(ensemble, bool) and ensemble == 1):
-            raise ValueError(f"ensemble={ensemble!r} needs a model to run (model=NAME|PATH, no restore_fn)")
+    if check_ensemble(ensemble) != 1 and (restore_fn is not None or model is None):
+        raise ValueError(f"ensemble={ensemble!r} needs a model to run (model=NAME|PATH, no restore_fn)")
 
     model_name = None
     if restore_fn is not None:

@@ -51,8 +51,7 @@ def run(args) -> int:
     from ..cli import CommandError
     from ..evaluate import default_model_name, evaluate, records_to_json
     from ..models.files import ModelFileError
-
-    from ..restoration.ensemble import check_ensemble
+    from ..restoration.ensemble import check_ensemble, label
 
     try:
         check_ensemble(args.ensemble)
@@ -66,8 +65,7 @@ def run(args) -> int:
         if model is None:
             print(f"note: no bundled model for task {args.task!r} is installed; reporting the baseline only "
                   f"(pass --model NAME|PATH to evaluate a model)", file=sys.stderr)
-    shown = f"{model} (x{args.ensemble} self-ensemble)" if model and args.ensemble != 1 else model
-    print(f"task {args.task}, model {shown or 'none (baseline only)'}; "
+    print(f"task {args.task}, model {label(model, args.ensemble) if model else 'none (baseline only)'}; "
           f"level = {TASKS[args.task].level_name}; baseline = the degraded input")
     print(f"{'dataset':<12} {'level':>5} {'PSNR':>7} {'SSIM':>7} {'base PSNR':>9} {'base SSIM':>9} {'images':>6}")
 

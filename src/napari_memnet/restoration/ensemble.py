@@ -31,6 +31,11 @@ def check_ensemble(ensemble) -> int:
     return int(ensemble)
 
 
+def label(name: str, ensemble: int) -> str:
+    """How a model run with ``ensemble`` members is named in records and reports: "NAME (x8 self-ensemble)"."""
+    return name if ensemble == 1 else f"{name} (x{ensemble} self-ensemble)"
+
+
 def transform(x, k: int):
     """Dihedral transform ``k`` (0..7) of the last two axes of a tensor: rotate by k * 90 degrees,
     then flip left-right when k >= 4."""
