@@ -14,6 +14,7 @@ from napari_memnet import save_model  # noqa: E402
 from napari_memnet.api import restore  # noqa: E402
 from napari_memnet.models.spec import model_spec  # noqa: E402
 from napari_memnet.restoration.cache import EngineCache  # noqa: E402
+from napari_memnet.restoration.engine import EngineSettings  # noqa: E402
 from napari_memnet.restoration.lazy.graph import restore_dask  # noqa: E402
 from napari_memnet.sample_data import astronaut_uint8  # noqa: E402
 
@@ -80,9 +81,11 @@ def test_a_cached_engines_out_of_memory_retry_stays_with_its_caller(models):
     the shared engine's: the next caller still starts at the full tile."""
     cache = EngineCache()
     spec = model_spec(models["denoise"], task="denoise")
-    engine = cache.engine(spec, "cpu", "fp32", 64)
-    assert cache.engine(spec, "cpu", "fp32", 64) is engine  # built once
-    assert cache.info()["loads"] == {f"{spec.key}|cpu": 1}
+    engine = cache.engine(spec, EngineSettings("cpu", "fp32", 64))
+    assert cache.engine(spec, EngineSettings("cpu", "float32", 64)) is engine  # built once (an alias is the same)
+    assert cache.find(spec.key, EngineSettings("cpu", "fp32", 64)) is engine
+    assert cache.find(spec.key, EngineSettings("cpu", "fp32", 64, ensemble=2)) is None  # found, never built
+    assert cache.info()["loads"] == {f"{spec.key}|cpu": 1} and cache.info()["engines"] == 1
     inner = engine.module
     img = np.random.default_rng(0).random((40, 40)).astype(np.float32)
     engine.module = OutOfMemoryAbove(inner, 30)
@@ -115,3 +118,22 @@ def test_eager_progress_recounts_after_an_out_of_memory_retry():
     assert result.tile_size == 32 and engine.tile == 64
     np.testing.assert_allclose(result.data, restore(stack, "denoise", model=net, axes="ZYX", device="cpu"),
                                atol=1e-5)  # smaller tiles, the same result
+
+
+def test_engine_settings_are_checked_once_and_say_what_was_expected():
+    """One value for device, precision, tile size and ensemble: normalised (a
+    torch.device, a precision alias), hashable, picklable, with clear errors."""
+    import pickle
+
+    import torch
+
+    settings = EngineSettings(torch.device("cpu"), "float32", np.int64(64), 2)
+    assert settings == EngineSettings("cpu", "fp32", 64, 2)
+    assert settings.as_tuple() == ("cpu", "fp32", 64, 2)
+    assert pickle.loads(pickle.dumps(settings)) == settings and hash(settings) == hash(EngineSettings("cpu", "fp32", 64, 2))
+    assert EngineSettings().is_default() and not settings.is_default()
+    for kwargs, words in [({"device": 3}, "device must be a string"), ({"precision": "fp8"}, "unknown precision"),
+                          ({"tile_size": 0}, "tile_size must be a positive integer"),
+                          ({"ensemble": 9}, "ensemble")]:
+        with pytest.raises(ValueError, match=words):
+            EngineSettings(**kwargs)

@@ -1,8 +1,7 @@
 """The process's caches, and its only module-level mutable state.
 
 * ``ENGINES``: an ``EngineCache`` of loaded models (by weights key and
-  device) and prepared engines (by key, device, precision, tile size and
-  ensemble).
+  device) and prepared engines (by weights key and ``EngineSettings``).
   Lazy blocks and dask workers get their engine here, so a model is loaded,
   folded and moved at most once per process. A cached ``Engine`` never
   changes: an out-of-memory retry works on the caller's own ``PlaneRunner``.
@@ -23,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .engine import Engine
+from .engine import Engine, EngineSettings
 
 
 class EngineCache:
@@ -46,24 +45,23 @@ class EngineCache:
                 self._loads[key] = self._loads.get(key, 0) + 1
         return model
 
-    def engine(self, spec, device: str = "auto", precision: str = "auto", tile_size: int | None = None,
-               ensemble: int = 1) -> Engine:
-        """The prepared ``Engine`` for ``spec``, built at most once per (key, device, precision, tile, ensemble)."""
-        key = (spec.key, str(device), str(precision), tile_size, int(ensemble))
+    def engine(self, spec, settings: EngineSettings = EngineSettings()) -> Engine:
+        """The prepared ``Engine`` for ``spec``, built at most once per (weights key, settings)."""
+        key = (spec.key, settings)
         engine = self._engines.get(key)
         if engine is not None:
             return engine
-        model = self.model(spec, device)
+        model = self.model(spec, settings.device)
         with self._lock:
             engine = self._engines.get(key)
             if engine is None:
-                engine = Engine(model, device=device, precision=precision, tile_size=tile_size, ensemble=ensemble)
+                engine = Engine.build(model, settings)
                 self._engines[key] = engine
         return engine
 
-    def find(self, key: str, device: str, precision: str, tile_size, ensemble: int = 1) -> Engine | None:
-        """The engine built for these settings, or None (nothing is built)."""
-        return self._engines.get((key, str(device), str(precision), tile_size, int(ensemble)))
+    def find(self, key: str, settings: EngineSettings) -> Engine | None:
+        """The engine built for ``key`` and ``settings``, or None (nothing is built)."""
+        return self._engines.get((key, settings))
 
     def info(self) -> dict:
         """``{"pid": ..., "loads": {"<key>|<device>": n_loads}, "engines": n}``."""

@@ -35,8 +35,7 @@ from ..core.axes import parse_axes
 from ..core.camera import stabilise, unstabilise
 from ..core.intensity import choose_intensity, output_dtype
 from ..core.tasks import check_task
-from .engine import RETILED, Engine
-from .ensemble import check_ensemble
+from .engine import RETILED, Engine, EngineSettings
 from .events import RestoreResult, TileProgress, check_callbacks, check_cancel
 from .pipeline import check_dtype, restore_item
 
@@ -62,15 +61,15 @@ def check_image(image) -> np.ndarray:
     return data
 
 
-def _engine(model, device, precision, tile_size, task=None, ensemble=1) -> Engine:
-    """``model`` if it is an Engine (then device/precision/tile_size/ensemble must be the defaults), else a new one."""
+def _engine(model, settings: EngineSettings, task=None) -> Engine:
+    """``model`` if it is an Engine (then ``settings`` must be the defaults), else a new one."""
     if not isinstance(model, Engine):
-        return Engine(model, device=device, precision=precision, tile_size=tile_size, task=task, ensemble=ensemble)
-    if device != "auto" or precision != "auto" or tile_size is not None or check_ensemble(ensemble) != 1:
+        return Engine.build(model, settings, task=task)
+    if not settings.is_default():
         raise ValueError("got an Engine: its device, precision, tile size and ensemble are already fixed "
                          f"({model.device}, {model.precision}, {model.tile}, {model.ensemble}); expected "
                          "device='auto', precision='auto', tile_size=None, ensemble=1, got "
-                         f"{device!r}, {precision!r}, {tile_size!r}, {ensemble!r}")
+                         f"{settings.device!r}, {settings.precision!r}, {settings.tile_size!r}, {settings.ensemble!r}")
     return model
 
 
@@ -110,7 +109,7 @@ def restore_iter(image, task, *, scale=None, model=None, axes=None, device="auto
             f"the result would have shape {tuple(out_shape)} = {n_out} values, more than the limit of "
             f"{MAX_OUTPUT_ELEMENTS} (2**31); restore a smaller region or a smaller stack"
         )
-    engine = _engine(model, device, precision, tile_size, task, ensemble)
+    engine = _engine(model, EngineSettings(device, precision, tile_size, ensemble), task)
     runner = engine.runner()
 
     order = (*layout.stack_axes, layout.y, layout.x) + ((layout.channel,) if layout.channel is not None else ())
@@ -170,7 +169,7 @@ def restore_plane(model, plane, *, device="auto", precision="auto", tile_size=No
     if data.ndim != 2:
         raise ValueError(f"restore_plane expects one 2-D plane (Y, X), got shape {data.shape}")
     check_callbacks(progress, cancel)
-    runner = _engine(model, device, precision, tile_size, ensemble=ensemble).runner()
+    runner = _engine(model, EngineSettings(device, precision, tile_size, ensemble)).runner()
     values = np.asarray(data, dtype=np.float32)
     out = np.empty(values.shape, dtype=np.float32)
     done = 0

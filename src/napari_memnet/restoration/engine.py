@@ -1,11 +1,15 @@
 """The engine: a prepared inference module on a device, run tile by tile on
 2-D float planes.
 
-``Engine(model, device=..., precision=..., tile_size=...)`` loads the model,
+``Engine(model, device=..., precision=..., tile_size=..., ensemble=...)`` loads the model,
 folds its BatchNorm (``RestorationModel.inference_module()``), moves it to the
 device (channels_last on CUDA and the CPU) and fixes the tile size (from
 device memory when None). An Engine never changes after it is built, so one
 engine may serve many callers and threads (``restoration.cache``).
+
+Those four requests are one ``EngineSettings`` (checked once, hashable,
+picklable): the caches, the lazy block plans and the dask workers pass that
+one value, and ``Engine.build(model, settings)`` makes the engine from it.
 
 ``ensemble`` = n > 1 averages the network's outputs under n dihedral
 transforms of each window (``restoration.ensemble``; n times the time).
@@ -26,6 +30,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Generator
+from dataclasses import astuple, dataclass
 
 import numpy as np
 
@@ -44,6 +49,47 @@ def check_tile_size(tile_size) -> int | None:
     if isinstance(tile_size, bool) or not isinstance(tile_size, (int, np.integer)) or tile_size < 1:
         raise ValueError(f"tile_size must be a positive integer (pixels) or None, got {tile_size!r}")
     return int(tile_size)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """What an ``Engine`` is asked for, as given (``"auto"`` stays ``"auto"``;
+    the engine's ``device``/``precision``/``tile`` are what it resolved to).
+
+    ``device``: "auto", "cpu", "cuda", "cuda:N", "mps" (a ``torch.device`` is
+    kept as its string); ``precision``: "auto", "fp32", "bf16", "fp16" (or an
+    alias such as "float32"); ``tile_size``: a positive int or None (from
+    memory); ``ensemble``: 1..8 dihedral transforms averaged. Checked here,
+    once; ValueError names what was expected."""
+
+    device: str = "auto"
+    precision: str = "auto"
+    tile_size: int | None = None
+    ensemble: int = 1
+
+    def __post_init__(self):
+        import torch
+
+        from ..core.devices import PRECISION_ALIASES, PRECISIONS
+
+        device = str(self.device) if isinstance(self.device, torch.device) else self.device
+        if not isinstance(device, str):
+            raise ValueError(f"device must be a string like 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps', got {device!r}")
+        precision = PRECISION_ALIASES.get(self.precision, self.precision) if isinstance(self.precision, str) \
+            else self.precision
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
+        object.__setattr__(self, "device", device)
+        object.__setattr__(self, "precision", precision)
+        object.__setattr__(self, "tile_size", check_tile_size(self.tile_size))
+        object.__setattr__(self, "ensemble", check_ensemble(self.ensemble))
+
+    def is_default(self) -> bool:
+        return self == EngineSettings()
+
+    def as_tuple(self) -> tuple:
+        """(device, precision, tile_size, ensemble): for cache keys and dask tokens."""
+        return astuple(self)
 
 
 def is_out_of_memory(exc: BaseException) -> bool:
@@ -70,15 +116,16 @@ class Engine:
         from ..core.devices import default_tile_size, resolve_device, resolve_precision, use_channels_last
         from ..models.files import load_model
 
-        self.ensemble = check_ensemble(ensemble)
-        self.model = load_model(model, task=task, device=device)
+        self.settings = EngineSettings(device, precision, tile_size, ensemble)
+        self.ensemble = self.settings.ensemble
+        self.model = load_model(model, task=task, device=self.settings.device)
         if self.model.in_channels != 1:
             raise ValueError(
                 f"model {self.model.name!r} takes {self.model.in_channels} input channels; "
                 "restore needs a 1-channel (gray / luma) model"
             )
-        self.device = resolve_device(device)
-        self.precision = resolve_precision(precision, self.device)
+        self.device = resolve_device(self.settings.device)
+        self.precision = resolve_precision(self.settings.precision, self.device)
         self.halo = int(self.model.receptive_radius)
         self.align = int(self.model.alignment)  # tiles on the space-to-depth grid
         network = self.model.network
@@ -93,8 +140,14 @@ class Engine:
         if self.channels_last:
             module = module.to(memory_format=torch.channels_last)
         self.module = module
-        requested = check_tile_size(tile_size)
+        requested = self.settings.tile_size
         self.tile = requested if requested is not None else default_tile_size(self.device, network, self.precision)
+
+    @classmethod
+    def build(cls, model, settings: EngineSettings, *, task=None) -> "Engine":
+        """The engine of ``model`` for ``settings`` (an ``EngineSettings``)."""
+        return cls(model, device=settings.device, precision=settings.precision, tile_size=settings.tile_size,
+                   task=task, ensemble=settings.ensemble)
 
     def forward(self, window: np.ndarray, cancel=None) -> "torch.Tensor":  # noqa: F821
         """The network output for one 2-D float32 window, as a 2-D tensor on the device

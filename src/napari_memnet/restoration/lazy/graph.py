@@ -44,8 +44,7 @@ from ...core.intensity import output_dtype
 from ...core.tasks import check_task
 from ...models.spec import model_spec
 from ..cache import BLOCKS, ENGINES
-from ..engine import check_tile_size
-from ..ensemble import check_ensemble
+from ..engine import EngineSettings
 from ..events import RestoreResult, TileProgress
 from ..pipeline import check_dtype, restore_item
 from .plan import BlockPlan, as_dask, axes_letters, channel_normalizations, choose_chunks, halo_for
@@ -83,7 +82,7 @@ def restore_block(block: np.ndarray, plan: BlockPlan, loc: tuple, numblocks: tup
         after = halo if loc[i] < numblocks[i] - 1 else 0
         cuts[i] = slice(before * s, (block.shape[i] - after) * s)
     crop = (cuts[iy], cuts[ix])
-    runner = ENGINES.engine(plan.spec, plan.device, plan.precision, plan.tile_size, plan.ensemble).runner()
+    runner = ENGINES.engine(plan.spec, plan.settings).runner()
     stack = [i for i in range(len(axes)) if i not in (iy, ix, ic)]
     order = stack + [iy, ix] + ([ic] if ic is not None else [])
     view = np.transpose(block, order)  # (stack..., Y, X[, C])
@@ -117,27 +116,25 @@ def restore_dask(image, task: str, *, scale=None, model=None, axes: str | None =
     from dask.base import tokenize
 
     task, s = check_task(task, scale)
+    settings = EngineSettings(device, precision, tile_size, ensemble)
     normalize_scheduler(scheduler)
     arr = as_dask(image)
     check_dtype(arr.dtype)
     if arr.size == 0:
         raise ValueError(f"the image is empty (shape {arr.shape})")
     axes, rgb = axes_letters(axes, arr.shape)
-    spec = model_spec(model, task=task, device=device)
+    spec = model_spec(model, task=task, device=settings.device)
     if spec.task and spec.task != task:
         raise ValueError(f"model {spec.name!r} was made for task {spec.task!r}, not {task!r}")
     if spec.in_channels != 1:
         raise ValueError(f"model {spec.name!r} takes {spec.in_channels} channels; lazy restoration needs a gray model")
     halo = halo_for(spec.receptive_radius, s, spec.alignment)
     norms = channel_normalizations(arr, axes, rgb, normalization, scheduler=scheduler)
-    arr = arr.rechunk(choose_chunks(arr.shape, axes, halo, device=device, chunks=chunks, align=spec.alignment))
+    arr = arr.rechunk(choose_chunks(arr.shape, axes, halo, device=settings.device, chunks=chunks, align=spec.alignment))
     out_chunks = tuple(tuple(c * s for c in cs) if ax in "YX" else cs for ax, cs in zip(axes, arr.chunks))
     out_dtype = output_dtype(arr.dtype)
-    tile_size = check_tile_size(tile_size)
-    ensemble = check_ensemble(ensemble)
-    token = tokenize(arr.name, spec.key, task, s, axes, norms, out_dtype.str, device, precision, tile_size, ensemble)
-    plan = BlockPlan(spec, task, s, axes, halo, norms, rgb, out_dtype.str, device, precision, token, bool(cache),
-                     tile_size, ensemble)
+    token = tokenize(arr.name, spec.key, task, s, axes, norms, out_dtype.str, settings.as_tuple())
+    plan = BlockPlan(spec, task, s, axes, halo, norms, rgb, out_dtype.str, settings, token, bool(cache))
     # no overlap along stack axes, nor along a Y/X axis that is one chunk (it may be shorter than the halo)
     depth = {i: (halo if ax in "YX" and len(arr.chunks[i]) > 1 else 0) for i, ax in enumerate(axes)}
     result = da.map_overlap(_restore_block, arr, depth=depth, boundary="none", trim=False, chunks=out_chunks,
@@ -169,7 +166,7 @@ def compute_iter(result, *, scheduler=None, cancel=None):
     yield RestoreResult(data=out, model_name=plan.spec.name if plan else "", device=device, precision=precision,
                         tile_size=tile, seconds=time.perf_counter() - start, task=plan.task if plan else None,
                         scale=plan.scale if plan else 1, axes=plan.axes if plan else "",
-                        ensemble=plan.ensemble if plan else 1)
+                        ensemble=plan.settings.ensemble if plan else 1)
 
 
 def engine_settings(plan: BlockPlan, scheduler=None) -> tuple[str, str, int]:
@@ -184,21 +181,21 @@ def engine_settings(plan: BlockPlan, scheduler=None) -> tuple[str, str, int]:
     smallest tile is given; when no worker has one (they left the cluster),
     the request is reported as given."""
     if normalize_scheduler(scheduler) in ("threads", "synchronous"):
-        engine = ENGINES.engine(plan.spec, plan.device, plan.precision, plan.tile_size, plan.ensemble)
+        engine = ENGINES.engine(plan.spec, plan.settings)
         return str(engine.device), engine.precision, int(engine.tile)
     with scheduler_client(scheduler) as (_, client):
-        found = client.run(_worker_engine_settings, plan.spec.key, plan.device, plan.precision, plan.tile_size,
-                           plan.ensemble)
+        found = client.run(_worker_engine_settings, plan.spec.key, plan.settings)
     seen = sorted({v for v in found.values() if v is not None})
     if not seen:
-        return str(plan.device), str(plan.precision), int(plan.tile_size or 0)
+        asked = plan.settings
+        return asked.device, asked.precision, int(asked.tile_size or 0)
     join = lambda i: ",".join(dict.fromkeys(str(v[i]) for v in seen))  # noqa: E731
     return join(0), join(1), min(int(v[2]) for v in seen)
 
 
-def _worker_engine_settings(key: str, device: str, precision: str, tile_size, ensemble: int = 1) -> tuple | None:
+def _worker_engine_settings(key: str, settings: EngineSettings) -> tuple | None:
     """On a worker: (device, precision, tile) of its cached engine for the plan, or None."""
-    engine = ENGINES.find(key, device, precision, tile_size, ensemble)
+    engine = ENGINES.find(key, settings)
     return None if engine is None else (str(engine.device), engine.precision, int(engine.tile))
 
 

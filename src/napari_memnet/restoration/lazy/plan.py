@@ -29,6 +29,7 @@ import numpy as np
 
 from ...models.spec import ModelSpec
 from ...core.intensity import DEFAULT_PERCENTILES, Intensity, choose_intensity
+from ..engine import EngineSettings
 
 __all__ = [
     "CPU_CHUNK",
@@ -231,9 +232,6 @@ class BlockPlan:
     norms: tuple  # one Intensity (gray, RGB) or one per independent channel
     rgb: bool
     out_dtype: str
-    device: str
-    precision: str
+    settings: EngineSettings  # device, precision, tile size and ensemble, as requested
     token: str
     use_cache: bool = field(default=True)
-    tile_size: int | None = None
-    ensemble: int = 1  # dihedral transforms averaged per window (restoration.ensemble)

@@ -172,7 +172,7 @@ def _run_signature(result, task, scale, spec, src_desc, plan) -> dict:
         "normalization": [[n.mode, n.low, n.high] for n in plan.norms],
         "axes": plan.axes,
         # only when on, so a run written without an ensemble keeps its signature
-        **({"ensemble": plan.ensemble} if plan.ensemble > 1 else {}),
+        **({"ensemble": plan.settings.ensemble} if plan.settings.ensemble > 1 else {}),
     }
 
 
