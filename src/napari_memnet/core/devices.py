@@ -31,16 +31,33 @@ def available_devices() -> list[str]:
     return found
 
 
+def device_request(device) -> str:
+    """A device request as given, as a string: a ``torch.device`` becomes its name
+    (torch is imported only then); ValueError for anything that is neither."""
+    if isinstance(device, str):
+        return device
+    import torch
+
+    if isinstance(device, torch.device):
+        return str(device)
+    raise ValueError(f"device must be a string like 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps', got {device!r}")
+
+
+def check_precision(precision) -> str:
+    """The canonical name of a precision request (``"auto"``, ``"fp32"``, ``"bf16"``, ``"fp16"``;
+    ``"float32"``, ``"bfloat16"``, ``"float16"``... are aliases); ValueError otherwise."""
+    name = PRECISION_ALIASES.get(precision, precision) if isinstance(precision, str) else precision
+    if name not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    return name
+
+
 def resolve_device(device="auto"):
     """A ``torch.device`` for ``"auto"``, ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"``
     or a ``torch.device``; ValueError if that device is not available here."""
     import torch
 
-    if isinstance(device, torch.device):
-        device = str(device)
-    if not isinstance(device, str):
-        raise ValueError(f"device must be a string like 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps', got {device!r}")
-    name = device.strip().lower()
+    name = device_request(device).strip().lower()
     present = available_devices()
     if name == "auto":
         return torch.device(present[0])
@@ -66,9 +83,7 @@ def resolve_precision(precision: str, device, training: bool = False) -> str:
     fp32 for ``training`` (the trainer has no loss scaling)."""
     import torch
 
-    precision = PRECISION_ALIASES.get(precision, precision) if isinstance(precision, str) else precision
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown precision {precision!r}; expected one of {PRECISIONS}")
+    precision = check_precision(precision)
     kind = torch.device(device).type
     if precision == "auto":
         if kind == "cuda":

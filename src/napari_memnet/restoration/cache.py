@@ -45,8 +45,10 @@ class EngineCache:
                 self._loads[key] = self._loads.get(key, 0) + 1
         return model
 
-    def engine(self, spec, settings: EngineSettings = EngineSettings()) -> Engine:
-        """The prepared ``Engine`` for ``spec``, built at most once per (weights key, settings)."""
+    def engine(self, spec, settings: EngineSettings | None = None) -> Engine:
+        """The prepared ``Engine`` for ``spec``, built at most once per (weights key, settings);
+        ``settings`` None: the defaults."""
+        settings = EngineSettings() if settings is None else settings
         key = (spec.key, settings)
         engine = self._engines.get(key)
         if engine is not None:

@@ -68,19 +68,10 @@ class EngineSettings:
     ensemble: int = 1
 
     def __post_init__(self):
-        import torch
+        from ..core.devices import check_precision, device_request
 
-        from ..core.devices import PRECISION_ALIASES, PRECISIONS
-
-        device = str(self.device) if isinstance(self.device, torch.device) else self.device
-        if not isinstance(device, str):
-            raise ValueError(f"device must be a string like 'auto', 'cpu', 'cuda', 'cuda:0' or 'mps', got {device!r}")
-        precision = PRECISION_ALIASES.get(self.precision, self.precision) if isinstance(self.precision, str) \
-            else self.precision
-        if precision not in PRECISIONS:
-            raise ValueError(f"unknown precision {self.precision!r}; expected one of {PRECISIONS}")
-        object.__setattr__(self, "device", device)
-        object.__setattr__(self, "precision", precision)
+        object.__setattr__(self, "device", device_request(self.device))
+        object.__setattr__(self, "precision", check_precision(self.precision))
         object.__setattr__(self, "tile_size", check_tile_size(self.tile_size))
         object.__setattr__(self, "ensemble", check_ensemble(self.ensemble))
 
