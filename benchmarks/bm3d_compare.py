@@ -10,6 +10,13 @@ Gaussian noise of the given sigma (of 255) from a generator seeded by
 restores it with ``restore_plane`` (no intensity mapping, as ``memnet eval``);
 BM3D (the ``bm3d`` package, not a dependency of napari-memnet:
 ``pip install bm3d``) gets the same noisy image and the true sigma.
+
+Set12/04 (the starfish) is a crop of the Berkeley photograph whose other crop
+is Train400's test_020.png: 29 % of its pixels were trained on
+(``benchmarks/train_test_overlap.py``, docs/results/train_test_overlap.json).
+It is restored and listed with ``seen_in_training`` but left out of the
+summary, which is over the images no model was trained on; ``summary_with_seen``
+is over all of them.
 """
 
 from __future__ import annotations
@@ -25,6 +32,10 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+
+
+# the images with pixels of the denoisers' training set (Train400), found by benchmarks/train_test_overlap.py
+SEEN_IN_TRAINING = {"Set12/04": "29 % of its pixels are Train400's test_020.png (the same photograph)"}
 
 
 def images(data: Path) -> dict[str, np.ndarray]:
@@ -69,7 +80,7 @@ def main(argv=None) -> int:
             x = noisy(clean, name, sigma, args.seed)
             t0 = time.perf_counter()
             y = restore_plane(engine, x)
-            row = {"image": name, "sigma": sigma, "input_psnr": psnr(x, clean), "model_psnr": psnr(y, clean),
+            row = {"image": name, "sigma": sigma, "seen_in_training": name in SEEN_IN_TRAINING, "input_psnr": psnr(x, clean), "model_psnr": psnr(y, clean),
                    "model_seconds": round(time.perf_counter() - t0, 2)}
             if bm3d is not None:
                 t0 = time.perf_counter()
@@ -78,17 +89,27 @@ def main(argv=None) -> int:
                            bm3d_seconds=round(time.perf_counter() - t0, 2))
             rows.append(row)
             print(json.dumps(row), flush=True)
-    summary = {}
+    summary = _summary([r for r in rows if not r["seen_in_training"]], sigmas)
+    with_seen = _summary(rows, sigmas)
     for sigma in sigmas:
-        sel = [r for r in rows if r["sigma"] == sigma]
-        summary[str(sigma)] = {k: float(np.mean([r[k] for r in sel])) for k in ("input_psnr", "model_psnr", "bm3d_psnr")
-                               if k in sel[0]}
-        print(f"sigma {sigma:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in summary[str(sigma)].items()))
+        print(f"sigma {sigma:g}, unseen images: " + ", ".join(f"{k} {v:.3f}" for k, v in summary[str(sigma)].items() if k != "images"))
+        print(f"sigma {sigma:g}, all images: " + ", ".join(f"{k} {v:.3f}" for k, v in with_seen[str(sigma)].items() if k != "images"))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"model": engine.model.name, "ensemble": engine.ensemble, "command": " ".join(sys.argv), "summary": summary,
+                                         "summary_with_seen": with_seen, "seen_in_training": SEEN_IN_TRAINING,
                                          "rows": rows}, indent=1))
     return 0
+
+
+def _summary(rows: list[dict], sigmas: list[float]) -> dict:
+    out = {}
+    for sigma in sigmas:
+        sel = [r for r in rows if r["sigma"] == sigma]
+        out[str(sigma)] = {k: float(np.mean([r[k] for r in sel])) for k in ("input_psnr", "model_psnr", "bm3d_psnr")
+                           if k in sel[0]}
+        out[str(sigma)]["images"] = len(sel)
+    return out
 
 
 if __name__ == "__main__":

@@ -1,0 +1,51 @@
+"""The test images that hold pixels of the training set (benchmarks/train_test_overlap.py), on the real
+Set12 and Train400: the BM3D comparison's list of seen images (benchmarks/bm3d_compare.py) is what the
+search finds, and the search finds a crop that is there and nothing in an image that holds none."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(scope="module")
+def bench_modules():
+    with pytest.MonkeyPatch.context() as mp:
+        mp.syspath_prepend(str(BENCH))
+        before = set(sys.modules)
+        yield {name: importlib.import_module(name) for name in ("train_test_overlap", "bm3d_compare")}
+        for name in set(sys.modules) - before:
+            if str(BENCH) in (getattr(sys.modules[name], "__file__", "") or ""):
+                del sys.modules[name]
+
+
+@pytest.fixture(scope="module")
+def planes(shared_data, bench_modules):
+    load = bench_modules["train_test_overlap"]._planes
+    return load(shared_data / "train" / "Train400"), load(shared_data / "test" / "Set12")
+
+
+def test_set12_images_seen_in_training_are_those_bm3d_compare_leaves_out(bench_modules, planes):
+    train, set12 = planes
+    found = bench_modules["train_test_overlap"].find_overlaps(train, set12, count=5)
+    assert {f"Set12/{name}" for name in found} == set(bench_modules["bm3d_compare"].SEEN_IN_TRAINING)
+    starfish = found["04"]
+    assert starfish["train"] == "test_020" and starfish["mean_abs_diff"] == 0.0
+    assert starfish["fraction"] == pytest.approx(0.29, abs=0.01)
+
+
+def test_a_crop_of_the_same_photograph_is_found_where_it_is(bench_modules, planes):
+    _, set12 = planes
+    photo = set12["08"]  # 512 x 512: two overlapping windows of it play a training crop and a test image
+    crop = photo[300:480, 20:200].copy()
+    test = {"window": photo[200:456, 0:256].copy(), "01": set12["01"]}
+    found = bench_modules["train_test_overlap"].find_overlaps({"crop": crop}, test)
+    assert set(found) == {"window"}
+    assert found["window"]["box"] == [100, 20, 256, 200]  # the crop's rows 300..480 clipped to the window's 200..456
+    assert found["window"]["fraction"] == pytest.approx(156 * 180 / 256**2, abs=1e-4)
+    assert found["window"]["mean_abs_diff"] == 0.0
