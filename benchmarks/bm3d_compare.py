@@ -95,10 +95,12 @@ def main(argv=None) -> int:
         print(f"sigma {sigma:g}, unseen images: " + ", ".join(f"{k} {v:.3f}" for k, v in summary[str(sigma)].items() if k != "images"))
         print(f"sigma {sigma:g}, all images: " + ", ".join(f"{k} {v:.3f}" for k, v in with_seen[str(sigma)].items() if k != "images"))
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"model": engine.model.name, "ensemble": engine.ensemble, "command": " ".join(sys.argv), "summary": summary,
-                                         "summary_with_seen": with_seen, "seen_in_training": SEEN_IN_TRAINING,
-                                         "rows": rows}, indent=1))
+        from napari_memnet.core.atomic import atomic_path
+
+        with atomic_path(args.json) as tmp:
+            tmp.write_text(json.dumps({"model": engine.model.name, "ensemble": engine.ensemble, "command": " ".join(sys.argv), "summary": summary,
+                                       "summary_with_seen": with_seen, "seen_in_training": SEEN_IN_TRAINING,
+                                       "rows": rows}, indent=1))
     return 0
 
 
