@@ -23,6 +23,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import heldout  # noqa: E402
 
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
@@ -42,41 +45,17 @@ def average_state(states: list[dict], weights: list[float]) -> dict:
     return out
 
 
-def _validate(model_path: str, args, *, recalibrate: bool, save_dir: str | None, name: str):
-    from napari_memnet.training.config import TrainConfig
-    from napari_memnet.training.trainer import Trainer
-
-    cfg = TrainConfig(task="denoise", levels=args.levels, name=name, init=model_path,
-                      clean_dir=args.clean_dir, val_dir=args.val_dir, val_crop=0, val_levels=args.val_levels,
-                      patch_size=args.patch, batch_size=args.batch, recalibrate_batches=args.batches,
-                      steps=1, threads=args.threads, device="cpu", precision="fp32", model_dir=save_dir)
-    trainer = Trainer(cfg)
-    if recalibrate:
-        trainer.recalibrate()
-    v = trainer.validate()
-    if recalibrate and save_dir:
-        trainer.save_final_model(0.0)
-    return v
-
-
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("models", nargs="+")
     p.add_argument("--weights", help="comma-separated averaging weights, one per model (default: equal)")
     p.add_argument("--patch", type=int, default=64)
-    p.add_argument("--batch", type=int, default=32)
-    p.add_argument("--batches", type=int, default=20)
-    p.add_argument("--clean-dir", default=".data/train400-train")
-    p.add_argument("--val-dir", default=".data/train400-val")
-    p.add_argument("--levels", default="0,75")
-    p.add_argument("--val-levels", default="15,25,50")
-    p.add_argument("--threads", type=int, default=2)
+    heldout.add_arguments(p, batch=32)
     p.add_argument("--name", default="averaged")
     p.add_argument("--save", type=Path, help="folder for the recalibrated average")
     p.add_argument("--skip-inputs", action="store_true", help="do not validate the input models again")
     args = p.parse_args(argv)
-    args.levels = tuple(float(v) for v in args.levels.split(","))
-    args.val_levels = tuple(float(v) for v in args.val_levels.split(","))
+    heldout.parse_levels(args)
     weights = [1.0] * len(args.models) if not args.weights else [float(v) for v in args.weights.split(",")]
     if len(weights) != len(args.models) or min(weights) < 0 or sum(weights) <= 0:
         raise SystemExit("--weights: one non-negative weight per model, not all zero")
@@ -84,15 +63,14 @@ def main(argv=None) -> None:
     from napari_memnet.models.files import load_model, save_model
 
     def row(label, v):
-        levels_text = " / ".join(f"{v.per_level[str(lv)]['psnr']:.3f}" for lv in args.val_levels)
-        print(f"| {label} | {v.psnr:.4f} | {levels_text} |", flush=True)
+        print(heldout.row(label, v, args.val_levels), flush=True)
 
-    print("| model | val PSNR | sigma " + " / ".join(f"{v:g}" for v in args.val_levels) + " |")
-    print("|---|---|---|")
+    print(heldout.header("model", args.val_levels))
     loaded = [load_model(m, device="cpu") for m in args.models]
     if not args.skip_inputs:
         for m, lm in zip(args.models, loaded):
-            row(f"{Path(m).stem} (as saved)", _validate(m, args, recalibrate=False, save_dir=None, name="input"))
+            v = heldout.validate_model(m, args, patch=args.patch, recalibrate=False, name="input")
+            row(f"{Path(m).stem} (as saved)", v)
     state = average_state([lm.network.state_dict() for lm in loaded], weights)
     net = loaded[0].network
     net.load_state_dict(state)
@@ -100,8 +78,8 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         save_model(net, args.name, task=card.get("task"), directory=tmp, levels=card.get("levels"),
                    description=f"weight average of {', '.join(Path(m).stem for m in args.models)}")
-        v = _validate(str(Path(tmp) / f"{args.name}.safetensors"), args, recalibrate=True,
-                      save_dir=str(args.save) if args.save else None, name=args.name)
+        v = heldout.validate_model(str(Path(tmp) / f"{args.name}.safetensors"), args, patch=args.patch,
+                                   recalibrate=True, name=args.name, save_dir=str(args.save) if args.save else None)
     row(f"average ({', '.join(f'{w:g}' for w in weights)}), BatchNorm at {args.patch} px", v)
 
 

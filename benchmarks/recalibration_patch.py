@@ -20,46 +20,28 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+import heldout  # noqa: E402
 
 
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("model")
     p.add_argument("--patches", default="0,48,64,96,128")
-    p.add_argument("--batches", type=int, default=20)
-    p.add_argument("--batch", type=int, default=8)
-    p.add_argument("--clean-dir", default=".data/train400-train")
-    p.add_argument("--val-dir", default=".data/train400-val")
-    p.add_argument("--levels", default="0,75")
-    p.add_argument("--val-levels", default="15,25,50")
-    p.add_argument("--threads", type=int, default=2)
+    heldout.add_arguments(p, batch=8)
     p.add_argument("--save", type=Path, help="folder for the recalibrated models")
     args = p.parse_args(argv)
+    heldout.parse_levels(args)
 
-    from napari_memnet.training.config import TrainConfig
-    from napari_memnet.training.trainer import Trainer
-
-    levels = tuple(float(v) for v in args.levels.split(","))
-    val_levels = tuple(float(v) for v in args.val_levels.split(","))
     name = Path(args.model).stem
     print(f"{name}: held-out validation (dB) after BatchNorm recalibration over {args.batches} batches of "
           f"{args.batch}")
-    print("| patch | val PSNR | sigma " + " / ".join(f"{v:g}" for v in val_levels) + " |")
-    print("|---|---|---|")
+    print(heldout.header("patch", args.val_levels))
     for patch in (int(v) for v in args.patches.split(",")):
-        cfg = TrainConfig(task="denoise", levels=levels, name=f"{name}-bn{patch}", init=args.model,
-                          clean_dir=args.clean_dir, val_dir=args.val_dir, val_crop=0, val_levels=val_levels,
-                          patch_size=max(patch, 31), batch_size=args.batch, recalibrate_batches=args.batches,
-                          steps=1, threads=args.threads, device="cpu", precision="fp32",
-                          model_dir=str(args.save) if args.save else None)
-        trainer = Trainer(cfg)
-        if patch:
-            trainer.recalibrate()
-        v = trainer.validate()
-        levels_text = " / ".join(f"{v.per_level[str(lv)]['psnr']:.3f}" for lv in val_levels)
-        print(f"| {patch or 'as saved'} | {v.psnr:.4f} | {levels_text} |", flush=True)
-        if args.save and patch:
-            trainer.save_final_model(0.0)
+        v = heldout.validate_model(args.model, args, patch=patch, recalibrate=bool(patch), name=f"{name}-bn{patch}",
+                                   save_dir=str(args.save) if args.save else None)
+        print(heldout.row(str(patch or "as saved"), v, args.val_levels), flush=True)
 
 
 if __name__ == "__main__":
