@@ -55,7 +55,6 @@ def main(argv=None) -> None:
     p.add_argument("--save", type=Path, help="folder for the recalibrated average")
     p.add_argument("--skip-inputs", action="store_true", help="do not validate the input models again")
     args = p.parse_args(argv)
-    heldout.parse_levels(args)
     weights = [1.0] * len(args.models) if not args.weights else [float(v) for v in args.weights.split(",")]
     if len(weights) != len(args.models) or min(weights) < 0 or sum(weights) <= 0:
         raise SystemExit("--weights: one non-negative weight per model, not all zero")
@@ -68,7 +67,7 @@ def main(argv=None) -> None:
     print(heldout.header("model", args.val_levels))
     loaded = [load_model(m, device="cpu") for m in args.models]
     if not args.skip_inputs:
-        for m, lm in zip(args.models, loaded):
+        for m in args.models:
             v = heldout.validate_model(m, args, patch=args.patch, recalibrate=False, name="input")
             row(f"{Path(m).stem} (as saved)", v)
     state = average_state([lm.network.state_dict() for lm in loaded], weights)

@@ -12,20 +12,19 @@ from __future__ import annotations
 import argparse
 
 
+def _floats(text: str) -> tuple[float, ...]:
+    return tuple(float(v) for v in text.split(","))
+
+
 def add_arguments(p: argparse.ArgumentParser, *, batch: int) -> None:
+    """The data and recalibration options; ``--levels`` and ``--val-levels`` parse to tuples of floats."""
     p.add_argument("--batches", type=int, default=20, help="recalibration batches")
     p.add_argument("--batch", type=int, default=batch, help="patches per recalibration batch")
     p.add_argument("--clean-dir", default=".data/train400-train")
     p.add_argument("--val-dir", default=".data/train400-val")
-    p.add_argument("--levels", default="0,75", help="training noise sigma range (recalibration)")
-    p.add_argument("--val-levels", default="15,25,50")
+    p.add_argument("--levels", type=_floats, default="0,75", help="training noise sigma range (recalibration)")
+    p.add_argument("--val-levels", type=_floats, default="15,25,50")
     p.add_argument("--threads", type=int, default=2)
-
-
-def parse_levels(args: argparse.Namespace) -> None:
-    """Turn ``args.levels`` and ``args.val_levels`` into tuples of floats, in place."""
-    args.levels = tuple(float(v) for v in str(args.levels).split(","))
-    args.val_levels = tuple(float(v) for v in str(args.val_levels).split(","))
 
 
 def validate_model(model_path: str, args: argparse.Namespace, *, patch: int, recalibrate: bool,

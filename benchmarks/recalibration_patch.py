@@ -32,7 +32,6 @@ def main(argv=None) -> None:
     heldout.add_arguments(p, batch=8)
     p.add_argument("--save", type=Path, help="folder for the recalibrated models")
     args = p.parse_args(argv)
-    heldout.parse_levels(args)
 
     name = Path(args.model).stem
     print(f"{name}: held-out validation (dB) after BatchNorm recalibration over {args.batches} batches of "
