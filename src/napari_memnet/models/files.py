@@ -1,7 +1,7 @@
 """Model files: ``NAME.safetensors`` (weights) + ``NAME.json`` (the model card).
 
 Loading never unpickles. A ``.pt``/``.pth`` file from a user path is read only
-with ``torch.load(weights_only=True)``; anything wrong (missing or unexpected
+with ``torch.load(weights_only=True)`` (``models.torch_files``); anything wrong (missing or unexpected
 keys, wrong shapes, a truncated file, a card that does not match its weights,
 a newer format version) raises ``ModelFileError`` naming the file and the
 problem.
@@ -22,6 +22,7 @@ from typing import Any
 
 from ..core.atomic import atomic_path, atomic_write_text
 from ..core.tasks import get_task
+from .torch_files import infer_architecture, read_state_dict
 
 FORMAT_VERSION = 1
 BUNDLED_DIR = Path(__file__).resolve().parents[1] / "weights"  # napari_memnet/weights/
@@ -270,72 +271,22 @@ def _load_safetensors(path: Path, card_path: Path | None = None, source: str = "
     return RestorationModel(card.get("name", path.stem), card, network, path, source)
 
 
-def _memnet_input(inner: int) -> tuple[int, int]:
-    """(in_channels, unshuffle s) of a MemNet whose f_ext sees ``inner`` = in_channels * s * s channels.
-
-    Gray (1) and RGB (3) images are what MemNets restore: 1 and 3 are the paper's net, s*s a gray fast
-    MemNet, 3*s*s an RGB one; any other count needs the model card."""
-    for in_channels in (1, 3):
-        s = round((inner / in_channels) ** 0.5)
-        if s >= 1 and in_channels * s * s == inner:
-            return in_channels, s
-    raise ModelFileError(f"a MemNet whose first conv takes {inner} channels is neither gray nor RGB "
-                         "(1 or 3 times s*s for a space-to-depth factor s): it needs its .json model card")
-
-
-def _infer_architecture(state: dict) -> tuple[str, dict]:
-    """Architecture and config from the keys and shapes of a bare state dict."""
-    if "extract.2.weight" in state:
-        w = state["extract.2.weight"]
-        blocks = len({k.split(".")[1] for k in state if k.startswith("blocks.")})
-        recursions = len({k.split(".")[4] for k in state if k.startswith("blocks.0.recursive.bn_a.")})
-        in_channels, unshuffle = _memnet_input(int(w.shape[1]))
-        return "memnet", {
-            "in_channels": in_channels, "channels": int(w.shape[0]), "blocks": blocks,
-            "recursions": recursions, "multi_supervised": "branch_weights" in state,
-            "shared_recursions": "blocks.0.recursive.conv_a.weight" in state, "unshuffle": unshuffle,
-        }
-    if "convs.0.weight" in state:
-        w = state["convs.0.weight"]
-        return "red30", {"in_channels": int(w.shape[1]), "channels": int(w.shape[0]),
-                         "layers": len({k.split(".")[1] for k in state if k.startswith("convs.")})}
-    if "attention.qkv.weight" in state:  # the attention's head count is not in the shapes
-        raise ModelFileError("an MHNet state dict needs its .json model card (the weights alone do not say its heads)")
-    raise ModelFileError("state dict is neither a MemNet, a RED30 nor an MHNet (unknown keys)")
-
-
 def _load_torch_file(path: Path) -> RestorationModel:
-    import pickle
-
-    import torch
-
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise ModelFileError(
-            f"{path}: refused to load: the file holds Python objects other than tensors "
-            f"(only weights_only=True loading is allowed): {str(exc).splitlines()[0]}"
-        ) from None
-    except Exception as exc:  # truncated zip, not a torch file...
-        raise ModelFileError(f"{path}: not a readable PyTorch weights file ({type(exc).__name__}: {exc})") from None
-    if isinstance(obj, dict):
-        for key in ("model", "state_dict", "network"):
-            if isinstance(obj.get(key), dict):
-                obj = obj[key]
-                break
-    if not isinstance(obj, dict) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ModelFileError(f"{path}: expected a state dict of tensors")
+        state = read_state_dict(path)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
     card_path = path.with_suffix(".json")
     if card_path.exists():
         card = read_card(card_path)
     else:
         try:
-            arch, config = _infer_architecture(obj)
-        except ModelFileError as exc:
+            arch, config = infer_architecture(state)
+        except ValueError as exc:
             raise ModelFileError(f"{path}: {exc}") from None
         card = {"format_version": FORMAT_VERSION, "name": path.stem, "architecture": arch, "config": config,
                 "task": None}
-    network = _build_and_fill(path, card, obj)
+    network = _build_and_fill(path, card, state)
     return RestorationModel(card.get("name", path.stem), card, network, path, "path")
 
 
