@@ -4,24 +4,14 @@ search finds, and the search finds a crop that is there and nothing in an image 
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
+from _benchmarks import benchmark_modules
 
 
 @pytest.fixture(scope="module")
 def bench_modules():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCH))
-        before = set(sys.modules)
-        yield {name: importlib.import_module(name) for name in ("train_test_overlap", "bm3d_compare")}
-        for name in set(sys.modules) - before:
-            if str(BENCH) in (getattr(sys.modules[name], "__file__", "") or ""):
-                del sys.modules[name]
+    with benchmark_modules("train_test_overlap", "bm3d_compare") as modules:
+        yield modules
 
 
 @pytest.fixture(scope="module")

@@ -5,42 +5,30 @@ recalibrated and nothing else changes, and each prints a row per model."""
 
 from __future__ import annotations
 
-import importlib
 import shutil
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from _benchmarks import benchmark_modules
+from _nets import random_memnet
 
-from napari_memnet.models import build_model
 from napari_memnet.models.files import load_model, save_model
 
-BENCH = Path(__file__).resolve().parents[1] / "benchmarks"
 _BN_STATS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 @pytest.fixture(scope="module")
 def tools():
-    with pytest.MonkeyPatch.context() as mp:
-        mp.syspath_prepend(str(BENCH))
-        before = set(sys.modules)
-        yield {name: importlib.import_module(name) for name in ("average_models", "recalibration_patch")}
-        for name in set(sys.modules) - before:
-            if str(BENCH) in (getattr(sys.modules[name], "__file__", "") or ""):
-                del sys.modules[name]
+    with benchmark_modules("average_models", "recalibration_patch") as modules:
+        yield modules
 
 
-def _tiny(seed: int):
-    torch.manual_seed(seed)
-    net = build_model("memnet", {"in_channels": 1, "blocks": 1, "recursions": 2, "channels": 4,
-                                 "unshuffle": 2, "shared_recursions": False})
-    with torch.no_grad():  # BatchNorm statistics that differ between the two models
-        for module in net.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                module.running_mean.uniform_(-0.1, 0.1)
-                module.running_var.uniform_(0.5, 1.5)
-    return net.eval()
+def _tiny(seed: int, recursions: int = 2):
+    """A small fast MemNet (space-to-depth 2) with random weights and BatchNorm statistics, and a small
+    residual (its output near its input, so the validation PSNR is near the noisy input's)."""
+    return random_memnet(blocks=1, recursions=recursions, channels=4, unshuffle=2, seed=seed,
+                         residual_std=0.001)
 
 
 @pytest.fixture
@@ -76,8 +64,7 @@ def test_average_state_is_the_weighted_mean_and_keeps_the_first_models_bn_statis
             assert torch.allclose(tensor, 0.25 * a[key] + 0.75 * b[key], atol=1e-7), key
             checked += 1
     assert checked > 10
-    other = build_model("memnet", {"in_channels": 1, "blocks": 1, "recursions": 3, "channels": 4,
-                                   "unshuffle": 2, "shared_recursions": False}).state_dict()
+    other = _tiny(0, recursions=3).state_dict()
     with pytest.raises(SystemExit, match="same tensors"):
         tools["average_models"].average_state([a, other], [1.0, 1.0])
 
