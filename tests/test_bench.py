@@ -94,3 +94,8 @@ def test_versus_times_two_models_alternating():
     assert row["versus"]["tiles_done"] == 1 and row["restore"]["complete"]
     assert row["ratio"] == pytest.approx(row["restore"]["mp_per_s"] / row["versus"]["mp_per_s"])
     assert "versus bench-paper" in lines[0]
+    # the attained convolution rate beside the CPU's measured matrix-product rate
+    env = results["environment"]
+    assert env["matmul_gflops"] > 0 and env["cpu"]["name"] == env["processor"]
+    assert row["gflops"] == pytest.approx(row["restore"]["mp_per_s"] * results["flops_per_pixel"]["total"] / 1e3)
+    assert lines[-1].startswith("convolution GFLOP/s of restore: 48 px ") and "matrix products" in lines[-1]

@@ -19,6 +19,10 @@ for images too big to finish on a small CPU it still measures the
 steady-state tile throughput and the peak memory with every full-size
 buffer allocated; the output buffers that the stopped run had not yet
 written are added to give an upper bound (``peak_rss_bound_gib``).
+
+The CPU's speeds differ by machine (up to 7x for the same network here), so the
+results carry the CPU (``core.machine``) and, on the CPU, its measured fp32
+matrix-product rate beside the convolution GFLOP/s that ``restore`` attained.
 """
 
 from __future__ import annotations
@@ -128,6 +132,10 @@ def run_case(case: dict) -> dict:
 
     from .core.devices import resolve_device
 
+    if case["kind"] == "matmul":  # the CPU's fp32 matrix-product rate, in a process of its own like the others
+        from .core.machine import matmul_gflops
+
+        return {"kind": "matmul", "threads": torch.get_num_threads(), "gflops": matmul_gflops()}
     device = resolve_device(case["device"])
     side = int(case["size"])
     net = _network(case)
@@ -221,24 +229,19 @@ def spawn_case(case: dict, timeout: float | None = None) -> dict:
 
 
 def environment() -> dict:
+    """Python, torch, the CPU (``core.machine.describe_cpu``) and the load."""
     import torch
 
-    return {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
-            "processor": _cpu_name(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-            "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-            "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    from .core.machine import describe_cpu
 
-
-def _cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    cpu = describe_cpu()
+    env = {"python": platform.python_version(), "torch": torch.__version__, "machine": platform.machine(),
+           "processor": cpu["name"], "cpu": cpu, "cpu_count": os.cpu_count(),
+           "torch_threads": torch.get_num_threads(),
+           "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+           "load_average_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+           "date_utc": time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime())}
+    return env
 
 
 def run_benchmark(sizes, *, device="cpu", model=None, precision="auto", tile=None, reference=True,
@@ -248,6 +251,8 @@ def run_benchmark(sizes, *, device="cpu", model=None, precision="auto", tile=Non
     ``versus`` (another model) also that model's restore case right after (alternating per size),
     and ``ratio`` = MP/s of ``model`` / MP/s of ``versus`` (``versus_max_tiles`` bounds its run)."""
     net = _network({"model": model})
+    # before the cases, in a fresh process: in this one, after them, it measured less than half
+    peak = spawn_case({"kind": "matmul"}, timeout).get("gflops") if device == "cpu" else None
     rows = []
     for side in sizes:
         base = {"size": int(side), "device": device, "model": model}
@@ -277,7 +282,17 @@ def run_benchmark(sizes, *, device="cpu", model=None, precision="auto", tile=Non
     flops = conv_flops_per_pixel(net)
     log(f"convolution work: {flops['total'] / 1e6:.2f} MFLOP per pixel, "
         f"{100 * flops['conv3x3'] / flops['total']:.1f} % of it in 3x3 convolutions")
-    return {"environment": environment(), "device": device, "model": model or "random M6R6 C64",
+    env = environment()
+    if peak is not None:
+        env["matmul_gflops"] = round(peak, 1)
+    for row in rows:
+        if "mp_per_s" in row["restore"]:
+            row["gflops"] = row["restore"]["mp_per_s"] * flops["total"] / 1e3
+    attained = [f"{row['size']} px {row['gflops']:.1f}" for row in rows if "gflops" in row]
+    if attained:
+        log("convolution GFLOP/s of restore: " + ", ".join(attained)
+            + (f" (fp32 matrix products on this CPU: {peak:.1f} GFLOP/s)" if peak else ""))
+    return {"environment": env, "device": device, "model": model or "random M6R6 C64",
             "versus": versus, "flops_per_pixel": flops, "rows": rows}
 
 

@@ -1,0 +1,53 @@
+"""``core.machine``: the CPU description and matrix-product rate that benchmark results carry."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+import pytest
+
+from napari_memnet.core.machine import VECTOR_FLAGS, describe_cpu, matmul_gflops
+
+# the first two processors of /proc/cpuinfo on the 2-core AMD EPYC of 2026-12-04 (shortened flags)
+ZEN1 = """processor\t: 0
+vendor_id\t: AuthenticAMD
+cpu family\t: 23
+model\t\t: 1
+model name\t: AMD EPYC
+cpu MHz\t\t: 1996.248
+flags\t\t: fpu vme sse sse2 ssse3 fma avx avx2 bmi2
+
+processor\t: 1
+vendor_id\t: AuthenticAMD
+cpu family\t: 23
+model\t\t: 1
+model name\t: AMD EPYC
+cpu MHz\t\t: 1996.248
+flags\t\t: fpu vme sse sse2 ssse3 fma avx avx2 bmi2
+"""
+
+
+def test_describe_cpu_reads_the_first_processor():
+    cpu = describe_cpu(ZEN1)
+    assert cpu == {"name": "AMD EPYC", "vector_flags": ["avx2", "fma"], "family_model": "23/1", "mhz": 1996}
+
+
+def test_describe_cpu_names_native_bf16():
+    text = ZEN1.replace("bmi2", "bmi2 avx512f avx512_bf16 amx_bf16 amx_tile").replace("AMD EPYC", "Intel Xeon")
+    cpu = describe_cpu(text)
+    assert cpu["name"] == "Intel Xeon" and cpu["vector_flags"] == list(VECTOR_FLAGS)
+
+
+def test_describe_cpu_without_cpuinfo():
+    assert describe_cpu("") == {"name": platform.processor() or "unknown"}
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="no /proc/cpuinfo on this system")
+def test_describe_cpu_of_this_machine():
+    cpu = describe_cpu()
+    assert cpu["name"] and isinstance(cpu["vector_flags"], list)
+
+
+def test_matmul_gflops_is_a_rate():
+    assert 0.1 < matmul_gflops(side=128, seconds=0.05, warmup=0.01) < 1e5
