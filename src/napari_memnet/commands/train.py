@@ -59,8 +59,9 @@ def register(sub) -> None:
     a("--shared-recursions", action=argparse.BooleanOptionalAction, default=None,
       help="MemNet: the R recursions of a block share their two convs (the paper's, default); "
            "--no-shared-recursions gives each its own (same FLOPs; with --init, copies of the shared ones)")
-    a("--init", help="start from this model (name or path) instead of a fresh network; with --blocks/--recursions "
-                     "a MemNet is grown to them first, computing what it did (models/grow.py)")
+    a("--init", help="start from this model (name or path), or another run's checkpoint.safetensors (its network and "
+                     "weight average; a new optimizer and schedule from step 0), instead of a fresh network; with "
+                     "--blocks/--recursions a MemNet is grown to them first, computing what it did (models/grow.py)")
     a("--steps", type=int)
     a("--batch", dest="batch_size", type=int)
     a("--patch", dest="patch_size", type=int)

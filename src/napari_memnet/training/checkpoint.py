@@ -86,6 +86,8 @@ def save_checkpoint(path: str | os.PathLike, *, model, optimizer, step: int, con
     tensors.update(rng_tensors)
     meta = {"format": CHECKPOINT_FORMAT, "step": int(step), "config": config, "optimizer": optim_meta,
             "rng": rng_meta, "extra": extra or {}}
+    if hasattr(model, "architecture") and hasattr(model, "config"):  # what network_from_checkpoint builds
+        meta["network"] = {"architecture": model.architecture, "config": model.config.to_dict()}
     if sampler is not None:
         s_meta, s_tensors = sampler.state_dict()
         meta["sampler"] = s_meta
@@ -140,3 +142,48 @@ def load_checkpoint(path, *, model, optimizer=None, sampler=None, restore_rng_st
     if restore_rng_state:
         restore_rng(meta["rng"], tensors)
     return meta
+
+
+def is_checkpoint(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a file with this module's checkpoint metadata (reads the header only)."""
+    from safetensors import SafetensorError, safe_open
+
+    path = Path(path)
+    if not path.is_file() or path.suffix != ".safetensors":
+        return False
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            return _META_KEY in (fh.metadata() or {})
+    except (SafetensorError, OSError):
+        return False
+
+
+def network_from_checkpoint(path: str | os.PathLike):
+    """(network, meta): the run's network as its checkpoint holds it, with the weight average
+    (``ema.*``) where the run kept one (the weights it validates and saves), else the trained ones;
+    BatchNorm statistics as training left them (a run's closing recalibration is in its model file only).
+
+    The architecture is the checkpoint's ``network`` record; a checkpoint written before it was
+    kept gives it through its training config, which holds it unless the run started from a model
+    (``init``): that one is refused with a ValueError that says so."""
+    from ..models import build_model
+
+    tensors, meta = read_checkpoint(path)
+    record = meta.get("network")
+    if record is None:
+        from .config import TrainConfig
+
+        cfg = TrainConfig.from_dict(meta["config"])
+        if cfg.init:
+            raise ValueError(f"{path}: this checkpoint predates the network record and its run started from "
+                             f"{cfg.init!r}, so its architecture is unknown; resume the run for one step "
+                             f"(--resume --steps {int(meta['step']) + 1}) to write one that has it")
+        record = {"architecture": cfg.architecture, "config": cfg.resolved_arch}
+    net = build_model(record["architecture"], record["config"])
+    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
+    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: its weights do not fit its recorded network: {str(exc).splitlines()[0]}") from None
+    return net, meta

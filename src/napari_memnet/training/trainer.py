@@ -37,7 +37,7 @@ import numpy as np
 import torch
 
 from ..core.devices import resolve_device, resolve_precision, use_channels_last
-from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, is_checkpoint, load_checkpoint, network_from_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, prepare_data
 from .ema import WeightAverage
@@ -129,12 +129,16 @@ class Trainer:
         from ..models import build_model
 
         cfg = self.config
-        if cfg.init:
+        if cfg.init and is_checkpoint(cfg.init):  # another run's network and weights, not its optimizer or step
+            net, meta = network_from_checkpoint(cfg.init)
+            self.base_model_name = f"{cfg.init} (step {meta['step']})"
+        elif cfg.init:
             from ..models.files import load_model
 
             loaded = load_model(cfg.init)
             self.base_model_name = loaded.name
             net = loaded.network
+        if cfg.init:
             if net.in_channels != 1:
                 raise ValueError(f"base model {cfg.init!r} has {net.in_channels} input channels; training uses 1 (gray / Y)")
             if cfg.arch:
