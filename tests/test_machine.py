@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from napari_memnet.core.machine import VECTOR_FLAGS, describe_cpu, matmul_gflops
+from napari_memnet.core.devices import resolve_precision
+from napari_memnet.core.machine import VECTOR_FLAGS, describe_cpu, matmul_gflops, native_bf16
 
 # the first two processors of /proc/cpuinfo on the 2-core AMD EPYC of 2026-12-04 (shortened flags)
 ZEN1 = """processor\t: 0
@@ -51,3 +52,17 @@ def test_describe_cpu_of_this_machine():
 
 def test_matmul_gflops_is_a_rate():
     assert 0.1 < matmul_gflops(side=128, seconds=0.05, warmup=0.01) < 1e5
+
+
+def test_native_bf16_from_the_flags():
+    assert not native_bf16(ZEN1) and not native_bf16("")
+    assert native_bf16(ZEN1.replace("bmi2", "bmi2 avx512f avx512_bf16"))
+    assert native_bf16(ZEN1.replace("bmi2", "bmi2 amx_bf16 amx_tile"))
+    assert not native_bf16(ZEN1.replace("bmi2", "bmi2 avx512f"))  # AVX-512 alone emulates bf16
+
+
+def test_auto_precision_on_the_cpu_follows_native_bf16_for_training_from_a_model_only():
+    assert resolve_precision("auto", "cpu") == "fp32"
+    assert resolve_precision("auto", "cpu", training=True) == "fp32"  # from scratch: bf16 unmeasured
+    assert resolve_precision("auto", "cpu", training=True, from_model=True) == ("bf16" if native_bf16() else "fp32")
+    assert resolve_precision("fp32", "cpu", training=True, from_model=True) == "fp32"  # an explicit choice stands

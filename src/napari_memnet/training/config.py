@@ -86,7 +86,8 @@ class TrainConfig:
     seed: int = 0
     # execution
     device: str = "auto"
-    precision: str = "auto"  # auto: bf16 autocast on CUDA, fp32 on the CPU
+    # auto: bf16 on CUDA, and on a CPU with native bf16 when starting from a model; else fp32 (core.devices)
+    precision: str = "auto"
     channels_last: bool | None = None  # None: on (measured faster on the CPU too, docs/training.md)
     compile: bool = False
     threads: int | None = None

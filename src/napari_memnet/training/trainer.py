@@ -87,7 +87,7 @@ class Trainer:
         if cfg.threads:
             torch.set_num_threads(int(cfg.threads))
         self.device = resolve_device(cfg.device)
-        self.precision = resolve_precision(cfg.precision, self.device, training=True)
+        self.precision = resolve_precision(cfg.precision, self.device, training=True, from_model=bool(cfg.init))
         self.channels_last = use_channels_last(self.device, cfg.channels_last)
         pairs_given = pairs is not None or bool(cfg.pairs_input_dir)
         need = crop_size(cfg.task, cfg.patch_size, cfg.levels, pairs_given)
