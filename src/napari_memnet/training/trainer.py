@@ -37,13 +37,14 @@ import numpy as np
 import torch
 
 from ..core.devices import resolve_device, resolve_precision, use_channels_last
-from .checkpoint import CHECKPOINT_NAME, is_checkpoint, load_checkpoint, network_from_checkpoint, save_checkpoint
+from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, prepare_data
 from .ema import WeightAverage
 from .losses import supervised_loss
 from .card import card_record, level_card, seed_everything
 from .bn_calibration import batchnorm_layers, freeze_batchnorm, recalibrate_batchnorm
+from .initial import initial_network
 from .events import (
     EVENTS_NAME,
     BatchNormRecalibrated,
@@ -94,8 +95,8 @@ class Trainer:
         self.data = data if data is not None else prepare_data(cfg, clean, pairs, validation, min_size=need,
                                                                intensity=intensity)
         seed_everything(cfg.seed)
-        self.base_model_name = None
-        self.net = self._build_network()
+        net, self.base_model_name = initial_network(cfg)  # fresh, a model's or another run's (initial.py)
+        self.net = net.train()
         self.net.to(self.device)
         if self.channels_last:
             self.net.to(memory_format=torch.channels_last)
@@ -125,30 +126,6 @@ class Trainer:
         self.work_dir = self.staging or self.out_dir
 
     # ------------------------------------------------------------------ setup
-    def _build_network(self):
-        from ..models import build_model
-
-        cfg = self.config
-        if cfg.init and is_checkpoint(cfg.init):  # another run's network and weights, not its optimizer or step
-            net, meta = network_from_checkpoint(cfg.init)
-            self.base_model_name = f"{cfg.init} (step {meta['step']})"
-        elif cfg.init:
-            from ..models.files import load_model
-
-            loaded = load_model(cfg.init)
-            self.base_model_name = loaded.name
-            net = loaded.network
-        if cfg.init:
-            if net.in_channels != 1:
-                raise ValueError(f"base model {cfg.init!r} has {net.in_channels} input channels; training uses 1 (gray / Y)")
-            if cfg.arch:
-                from ..models.grow import grow_memnet
-
-                net = grow_memnet(net, cfg.arch.get("blocks"), cfg.arch.get("recursions"),
-                                  cfg.arch.get("shared_recursions"))
-            return net.train()
-        return build_model(cfg.architecture, cfg.resolved_arch).train()
-
     def _build_optimizer(self):
         cfg = self.config
         params = [p for p in self.net.parameters() if p.requires_grad]
