@@ -3,11 +3,15 @@ that run's network and weight average, with its own optimizer, schedule and step
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from safetensors.torch import save_file
 
+from napari_memnet.models.files import load_model
 from napari_memnet.training import events as ev
-from napari_memnet.training.checkpoint import (CHECKPOINT_NAME, is_checkpoint, network_from_checkpoint,
+from napari_memnet.training.checkpoint import (_META_KEY, CHECKPOINT_NAME, is_checkpoint, network_from_checkpoint,
                                                read_checkpoint, save_checkpoint)
 from napari_memnet.training.config import TrainConfig
 from napari_memnet.training.trainer import Trainer
@@ -50,7 +54,7 @@ def test_a_run_branches_from_another_runs_checkpoint(images, tmp_path):
     events = list(second.run())
     assert isinstance(events[-1], ev.Finished) and events[-1].step == 4
     assert not torch.equal(second.net.extract[2].weight, start["extract.2.weight"])  # it trained on from there
-    card = __import__("napari_memnet.models.files", fromlist=["load_model"]).load_model(events[-1].model_path).card
+    card = load_model(events[-1].model_path).card
     assert card["base_model"] == f"{ckpt} (step 8)"
 
 
@@ -63,18 +67,14 @@ def test_a_checkpoint_without_the_network_record(tmp_path):
     path = save_checkpoint(tmp_path / "old.safetensors", model=net, optimizer=opt, step=5,
                            config=TrainConfig(arch=ARCH).to_dict())
     # drop the record, as a checkpoint of before 2026-12-04 has none
-    from safetensors.torch import save_file
-
     tensors, meta = read_checkpoint(path)
     del meta["network"]
-    import json
-
-    save_file(tensors, str(path), metadata={"napari_memnet_checkpoint": json.dumps(meta)})
+    save_file(tensors, str(path), metadata={_META_KEY: json.dumps(meta)})
     rebuilt, _ = network_from_checkpoint(path)
     assert rebuilt.config == net.config
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in rebuilt.state_dict().items())
 
     meta["config"] = TrainConfig(init="memnet-fast-denoise").to_dict()
-    save_file(tensors, str(path), metadata={"napari_memnet_checkpoint": json.dumps(meta)})
+    save_file(tensors, str(path), metadata={_META_KEY: json.dumps(meta)})
     with pytest.raises(ValueError, match=r"started from 'memnet-fast-denoise'.*--resume --steps 6"):
         network_from_checkpoint(path)

@@ -10,23 +10,17 @@ import pytest
 from napari_memnet.core.devices import resolve_precision
 from napari_memnet.core.machine import VECTOR_FLAGS, describe_cpu, matmul_gflops, native_bf16
 
-# the first two processors of /proc/cpuinfo on the 2-core AMD EPYC of 2026-12-04 (shortened flags)
-ZEN1 = """processor\t: 0
+# the two processors of /proc/cpuinfo on the 2-core AMD EPYC of 2026-12-04 (shortened flags); the second's
+# clock changed, so that reading it instead of the first shows
+_PROCESSOR = """processor\t: {}
 vendor_id\t: AuthenticAMD
 cpu family\t: 23
 model\t\t: 1
 model name\t: AMD EPYC
-cpu MHz\t\t: 1996.248
-flags\t\t: fpu vme sse sse2 ssse3 fma avx avx2 bmi2
-
-processor\t: 1
-vendor_id\t: AuthenticAMD
-cpu family\t: 23
-model\t\t: 1
-model name\t: AMD EPYC
-cpu MHz\t\t: 1996.248
+cpu MHz\t\t: {}
 flags\t\t: fpu vme sse sse2 ssse3 fma avx avx2 bmi2
 """
+ZEN1 = _PROCESSOR.format(0, "1996.248") + "\n" + _PROCESSOR.format(1, "2994.000")
 
 
 def test_describe_cpu_reads_the_first_processor():

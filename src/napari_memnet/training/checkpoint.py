@@ -101,6 +101,11 @@ def save_checkpoint(path: str | os.PathLike, *, model, optimizer, step: int, con
     return path
 
 
+def _prefixed(tensors: dict, prefix: str) -> dict:
+    """The tensors whose names start with ``prefix``, under their names without it."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     """(tensors, meta) of a checkpoint file; ValueError naming the file if unusable."""
     from safetensors import SafetensorError, safe_open
@@ -127,18 +132,18 @@ def load_checkpoint(path, *, model, optimizer=None, sampler=None, restore_rng_st
 
     An ``ema`` given for a checkpoint without one starts from the checkpoint's weights."""
     tensors, meta = read_checkpoint(path)
-    state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
+    state = _prefixed(tensors, "model.")
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise ValueError(f"{path}: checkpoint does not fit this network: {str(exc).splitlines()[0]}") from None
     if ema is not None:
-        ema_state = {k[len("ema."):]: v for k, v in tensors.items() if k.startswith("ema.")}
+        ema_state = _prefixed(tensors, "ema.")
         ema.load_state_dict(ema_state or state, int(meta.get("ema_updates", 0)))
     if optimizer is not None:
         optimizer.load_state_dict(_join_optimizer(meta["optimizer"], tensors))
     if sampler is not None and "sampler" in meta:
-        sampler.load_state_dict(meta["sampler"], {k[len("sampler."):]: v for k, v in tensors.items() if k.startswith("sampler.")})
+        sampler.load_state_dict(meta["sampler"], _prefixed(tensors, "sampler."))
     if restore_rng_state:
         restore_rng(meta["rng"], tensors)
     return meta
@@ -180,8 +185,7 @@ def network_from_checkpoint(path: str | os.PathLike):
                              f"(--resume --steps {int(meta['step']) + 1}) to write one that has it")
         record = {"architecture": cfg.architecture, "config": cfg.resolved_arch}
     net = build_model(record["architecture"], record["config"])
-    prefix = "ema." if any(k.startswith("ema.") for k in tensors) else "model."
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    state = _prefixed(tensors, "ema.") or _prefixed(tensors, "model.")
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
