@@ -4,6 +4,9 @@ search finds, and the search finds a crop that is there and nothing in an image 
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 from _benchmarks import benchmark_modules
 
@@ -39,3 +42,39 @@ def test_a_crop_of_the_same_photograph_is_found_where_it_is(bench_modules, plane
     assert found["window"]["box"] == [100, 20, 256, 200]  # the crop's rows 300..480 clipped to the window's 200..456
     assert found["window"]["fraction"] == pytest.approx(156 * 180 / 256**2, abs=1e-4)
     assert found["window"]["mean_abs_diff"] == 0.0
+
+
+def test_a_test_image_cut_from_a_larger_training_photograph_is_found_both_ways(bench_modules, planes):
+    _, set12 = planes
+    photo = set12["08"]  # 512 x 512, a whole "training photograph"
+    # a 100 x 100 test image between the photograph's probes (at 120..136 and 248..264 on each axis)
+    window = photo[140:240, 140:240].copy()
+    overlap = bench_modules["train_test_overlap"].find_overlaps
+    assert overlap({"photo": photo}, {"window": window, "01": set12["01"]}) == {}  # no training probe inside it
+    found = overlap({"photo": photo}, {"window": window, "01": set12["01"]}, both_ways=True)
+    assert set(found) == {"window"}
+    assert found["window"] == {"train": "photo", "box": [0, 0, 100, 100], "fraction": 1.0, "mean_abs_diff": 0.0}
+
+
+def test_the_coarse_search_finds_what_the_exact_one_does_and_places_it_to_the_pixel(bench_modules, planes):
+    train, set12 = planes
+    overlap = bench_modules["train_test_overlap"].find_overlaps
+    record = json.loads((Path(__file__).parents[1] / "docs/results/train_test_overlap.json").read_text())
+    # the exact search's record: the starfish, with the same box and difference
+    assert overlap(train, set12, coarse=4, ncc_min=0.85) == record["sets"]["Set12"]["found"]
+    photo = set12["08"]
+    crop = photo[301:481, 23:203].copy()  # offsets that are no multiple of the factor
+    found = overlap({"crop": crop}, {"window": photo[200:456, 0:256].copy(), "01": set12["01"]}, coarse=4, ncc_min=0.85)
+    assert found == {"window": {"train": "crop", "box": [101, 23, 256, 203],
+                                "fraction": round(155 * 180 / 256**2, 4), "mean_abs_diff": 0.0}}
+
+
+def test_the_pixel_check_allows_another_gray_conversion_only_when_asked(bench_modules, planes):
+    _, set12 = planes
+    photo = set12["08"]
+    crop = photo[301:481, 23:203].copy()
+    as_y = (16 + 219 / 255 * photo[200:456, 0:256]).astype("float32")  # the test image as a Y plane
+    overlap = bench_modules["train_test_overlap"].find_overlaps
+    assert overlap({"crop": crop}, {"window": as_y}, coarse=4, ncc_min=0.85) == {}  # 5.7 levels apart on average
+    found = overlap({"crop": crop}, {"window": as_y}, coarse=4, ncc_min=0.85, affine=True)
+    assert found["window"]["box"] == [101, 23, 256, 203] and found["window"]["mean_abs_diff"] < 1e-3
