@@ -78,3 +78,14 @@ def test_the_pixel_check_allows_another_gray_conversion_only_when_asked(bench_mo
     assert overlap({"crop": crop}, {"window": as_y}, coarse=4, ncc_min=0.85) == {}  # 5.7 levels apart on average
     found = overlap({"crop": crop}, {"window": as_y}, coarse=4, ncc_min=0.85, affine=True)
     assert found["window"]["box"] == [101, 23, 256, 203] and found["window"]["mean_abs_diff"] < 1e-3
+
+
+def test_a_flat_test_region_does_not_match_at_a_gain_near_zero(bench_modules, shared_data):
+    # Set14's monarch has a flat sky where Train400's test_133 (clouds) fitted at a gain near 0 to
+    # 2.96 gray levels before the gain was bounded
+    tool = bench_modules["train_test_overlap"]
+    from napari_memnet.evaluate import load_plane
+
+    monarch = {"monarch": load_plane(shared_data / "test" / "Set14" / "monarch.png", "denoise").astype("float32")}
+    clouds = {"test_133": load_plane(shared_data / "train" / "Train400" / "test_133.png", "denoise").astype("float32")}
+    assert tool.find_overlaps(clouds, monarch, coarse=4, ncc_min=0.85, affine=True, both_ways=True) == {}
