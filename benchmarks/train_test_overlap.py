@@ -266,12 +266,12 @@ def main(argv=None) -> int:
         start = time.perf_counter()
         found = find_overlaps(train, test, count=args.probes, ncc_min=args.ncc, max_diff=args.max_diff,
                               both_ways=args.both_ways, coarse=args.coarse, affine=args.affine)
+        seconds = round(time.perf_counter() - start, 1)
         mean_fraction = sum(f["fraction"] for f in found.values()) / len(test)
         record["sets"][folder.name] = {"images": len(test), "with_training_pixels": len(found),
-                                       "mean_fraction": round(mean_fraction, 4),
-                                       "seconds": round(time.perf_counter() - start, 1), "found": found}
+                                       "mean_fraction": round(mean_fraction, 4), "seconds": seconds, "found": found}
         print(f"{folder.name}: {len(found)} of {len(test)} images hold pixels of {record['train']} "
-              f"({100 * mean_fraction:.1f} % of their pixels on average; {record['sets'][folder.name]['seconds']} s)", flush=True)
+              f"({100 * mean_fraction:.1f} % of their pixels on average; {seconds} s)", flush=True)
         for tname, f in sorted(found.items()):
             print(f"  {tname}: {f['train']} covers {100 * f['fraction']:.1f} % (box {f['box']}, "
                   f"mean |diff| {f['mean_abs_diff']})", flush=True)
