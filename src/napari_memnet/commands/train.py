@@ -100,6 +100,9 @@ def register(sub) -> None:
     a("--val-fraction", type=float)
     a("--val-crop", type=int, help="centre crop of each validation image (0: whole)")
     a("--val-levels", type=_floats)
+    a("--scales", type=_floats, metavar="1,0.9,0.8,0.7",
+      help="with --clean-dir: also train on each training image downscaled by these factors below 1 "
+           "(bicubic; DnCNN's multi-scale augmentation; validation images are never rescaled)")
     a("--resume", action="store_true", help="continue the run whose checkpoint is in --out-dir")
     a("--overwrite", action="store_true",
       help="replace the run and model already in --out-dir (or installed); they stay until the new model is saved")
@@ -112,7 +115,7 @@ _CONFIG_KEYS = ("task", "levels", "architecture", "init", "steps", "batch_size",
                 "channels_last", "compile", "threads", "out_dir", "name", "checkpoint_every", "validate_every",
                 "log_every", "recalibrate_batches", "val_dir", "val_count", "val_fraction", "val_crop", "val_levels",
                 "clean_dir", "loss", "ema", "minutes", "checkpoint_minutes", "noisy_dir", "self_supervised",
-                "freeze_batchnorm")
+                "freeze_batchnorm", "scales")
 
 
 def build_config(args):

@@ -21,6 +21,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.tasks import TASK_NAMES, TASKS
+from .multiscale import check_scales
+
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -68,6 +70,9 @@ class TrainConfig:
     val_fraction: float | None = None  # overrides val_count when set
     val_crop: int = 96  # validation images are centre-cropped to this (0: whole image)
     val_levels: tuple = ()
+    # clean training images also used downscaled by each factor below 1, e.g. (1, 0.9, 0.8, 0.7): DnCNN's
+    # multi-scale augmentation (multiscale.py); () or (1,): as they are
+    scales: tuple = ()
     # optimisation
     steps: int = 1000
     batch_size: int = 16
@@ -110,6 +115,7 @@ class TrainConfig:
     def __post_init__(self):
         self.levels = tuple(self.levels) if self.levels else DEFAULT_LEVELS.get(self.task, ())
         self.val_levels = tuple(self.val_levels) if self.val_levels else ()
+        self.scales = tuple(self.scales) if self.scales else ()
         self.arch = dict(self.arch or {})
         self.validate()
 
@@ -161,6 +167,12 @@ class TrainConfig:
             problems.append(f"init (the base model) fixes the architecture; of the architecture settings only "
                             f"{', '.join(GROWABLE)} may be given with it (to grow a MemNet, models/grow.py), "
                             f"got {sorted(self.arch)}")
+        problem = check_scales(self.scales)
+        if problem:
+            problems.append(problem)
+        elif any(float(s) != 1 for s in self.scales) and (self.noisy_dir or self.pairs_input_dir):
+            problems.append("scales apply to clean images only (clean_dir): resizing noisy images or real pairs "
+                            "would change their noise or blur")
         problems += self._level_problems()
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))
@@ -258,6 +270,7 @@ class TrainConfig:
         d = dataclasses.asdict(self)
         d["levels"] = list(self.levels)
         d["val_levels"] = list(self.val_levels)
+        d["scales"] = list(self.scales)
         return d
 
     @classmethod
