@@ -69,10 +69,11 @@ def test_console_script_runs_as_module():
 def test_the_checkout_leaves_room_for_a_gpu_sprints_images():
     """The device tool moves at most 64 MiB: the tracked files plus what a sprint
     carries (Train400 and its validation copies: 9 MiB; benchmarks/gpu/prepare_data.sh
-    checks the sum). Tracked files stay under 46 MiB (with Train400: 55 MiB, leaving 9 MiB
-    for untracked files), so a finished run's checkpoint leaves git
+    checks the sum). Tracked files stay under 48 MiB (47.4 on 2026-12-07; with Train400: 56.4 MiB,
+    leaving 7.6 MiB for untracked files), so a finished run's checkpoint leaves git
     (training-runs/README.md), and nothing big is committed. (44 MiB until 2026-12-07, when the
-    fast denoiser grew to M2R7: its weights and its run's checkpoint are 3 MiB larger.)"""
+    fast denoiser grew to M2R7, and 46 until it grew to M2R8 the same day: each growth made its
+    weights and its run's checkpoint about 3 MiB larger.)"""
     root = Path(__file__).resolve().parent.parent
     try:
         listed = subprocess.run(["git", "ls-files", "-z"], cwd=root, capture_output=True, check=True).stdout
@@ -84,5 +85,5 @@ def test_the_checkout_leaves_room_for_a_gpu_sprints_images():
     sizes = {f: f.stat().st_size for f in files if f.is_file()}
     total_mib = sum(sizes.values()) / 2**20
     biggest = sorted(sizes, key=sizes.get, reverse=True)[:3]
-    assert total_mib < 46, (f"tracked files take {total_mib:.1f} MiB (biggest: "
-                            f"{', '.join(str(f.relative_to(root)) for f in biggest)}); keep them under 46 MiB")
+    assert total_mib < 48, (f"tracked files take {total_mib:.1f} MiB (biggest: "
+                            f"{', '.join(str(f.relative_to(root)) for f in biggest)}); keep them under 48 MiB")

@@ -8,7 +8,7 @@
 #
 # The device tool moves at most 64 MiB in all: the checkout's tracked and untracked-not-ignored files
 # PLUS what is carried. So the size check at the end counts both (tests/test_package.py keeps the
-# tracked files under 46 MiB; a finished run's checkpoint leaves git, training-runs/README.md).
+# tracked files under 48 MiB; a finished run's checkpoint leaves git, training-runs/README.md).
 #
 # Train400 is the denoising set; T91 + BSD200 (the paper's "291 images") serve SR and deblocking.
 # .data/val/ holds copies of the fixed validation images of the CPU runs (benchmarks/denoise_split.sh,
