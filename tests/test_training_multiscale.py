@@ -9,6 +9,7 @@ from napari_memnet.commands.train import build_config, register
 from napari_memnet.core.imresize import imresize
 from napari_memnet.training.config import TrainConfig
 from napari_memnet.training.data import prepare_data
+from napari_memnet.training.noisy_data import prepare_noisy_data
 from napari_memnet.training.sampler import PatchSampler
 
 
@@ -83,6 +84,8 @@ def test_bad_scales_and_sources_are_refused_with_what_was_expected(train400, tmp
     clean = [np.asarray(np.random.default_rng(0).random((80, 80)), np.float32) for _ in range(3)]
     with pytest.raises(ValueError, match="clean images only"):
         prepare_data(_cfg(scales=(0.8,)), pairs=[(c, c) for c in clean])
+    with pytest.raises(ValueError, match="clean images only"):  # noisy arrays (no noisy_dir for the config to see)
+        prepare_noisy_data(_cfg(scales=(0.8,)), clean)
     assert _cfg(scales=(1,)).scales == (1,)  # 1 alone: the images as they are, fine with any source
     assert TrainConfig.from_dict(_cfg(scales=(1, 0.9)).to_dict()).scales == (1, 0.9)
 

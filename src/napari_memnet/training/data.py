@@ -357,21 +357,20 @@ def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int 
     problems: list[str] = []
     if clean is not None:
         planes = _load_planes(clean, task, "image", problems, intensity, names)
+        if task == "deblock":
+            planes = [(n, _quantize(p)) for n, p in planes]
         planes = [(n, p) for n, p in planes if _check_plane(n, p, min_size, problems)]
         given = None
         if isinstance(validation, (str, os.PathLike, list, tuple)):
             given = _load_planes(validation, task, "validation image", problems, intensity, val_names)
             given = [(n, p) for n, p in given if _check_plane(n, p, 8, problems)]
-        if task == "deblock":
-            planes = [(n, _quantize(p)) for n, p in planes]
         train_planes, val_planes = _hold_out(planes, given, config, "images", problems)
         # the training images only, after the hold-out: no validation image reaches training at any scale
-        train_planes = [(n, _quantize(p) if task == "deblock" else p)
-                        for n, p in rescaled(train_planes, config.scales, min_size)]
+        train_planes = rescaled(train_planes, config.scales, min_size, _quantize if task == "deblock" else None)
         val = synthetic_val_items(val_planes, task, config.resolved_val_levels(), config.val_crop, config.seed)
         desc = _describe_source(clean, len(planes))
         return TrainingData(task, "synthetic", [TrainItem(n, p) for n, p in train_planes], val, desc)
-    if len(config.scales) and any(float(s) != 1 for s in config.scales):
+    if any(float(s) != 1 for s in config.scales):
         raise ValueError("scales (downscaled copies of the training images) apply to clean images only: "
                          "resizing a real pair would change its noise or blur; train pairs with scales 1")
     if isinstance(validation, (str, os.PathLike)):

@@ -31,11 +31,12 @@ def check_scales(scales) -> str | None:
     return None
 
 
-def rescaled(planes: list[tuple[str, np.ndarray]], scales, min_size: int) -> list[tuple[str, np.ndarray]]:
+def rescaled(planes: list[tuple[str, np.ndarray]], scales, min_size: int, grid=None) -> list[tuple[str, np.ndarray]]:
     """``planes`` (name, 2-D float32) followed by each one downscaled by every factor of ``scales`` below 1.
 
     A copy smaller than ``min_size`` (the training crop) on either side is left out; the original stays.
-    Values stay within the original's range (bicubic overshoot is clipped), dtype float32."""
+    Values stay within the original's range (bicubic overshoot is clipped), dtype float32; ``grid``, when
+    given, maps each copy onto the value grid its originals are on (deblocking: the 8-bit grid JPEG encodes)."""
     factors = sorted({float(s) for s in scales if float(s) < 1}, reverse=True)
     out = list(planes)
     for s in factors:
@@ -44,5 +45,7 @@ def rescaled(planes: list[tuple[str, np.ndarray]], scales, min_size: int) -> lis
             if min(small.shape) < min_size:
                 continue
             small = np.clip(small, plane.min(), plane.max()).astype(np.float32)
+            if grid is not None:
+                small = grid(small)
             out.append((f"{name}@{s:g}", small))
     return out

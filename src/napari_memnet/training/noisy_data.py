@@ -71,6 +71,9 @@ def prepare_noisy_data(config, noisy, validation=None, min_size: int | None = No
                          "give clean images or degraded/clean pairs for that task")
     if noisy is None or (isinstance(noisy, (list, tuple)) and not noisy):
         raise ValueError("no noisy images given (noisy=/--noisy)")
+    if any(float(s) != 1 for s in config.scales):
+        raise ValueError("scales (downscaled copies of the training images) apply to clean images only: "
+                         "resizing a noisy image would change its noise; train noisy images with scales 1")
     min_size = min_size or config.patch_size
     problems: list[str] = []
     dtypes: dict = {}
