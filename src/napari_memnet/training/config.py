@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..core.tasks import TASK_NAMES, TASKS
-from .multiscale import check_scales
+from .multiscale import check_scales, clean_only_problem
 
 OPTIMIZERS = ("adam", "sgd")
 SCHEDULES = ("cosine", "step", "constant")
@@ -167,12 +167,10 @@ class TrainConfig:
             problems.append(f"init (the base model) fixes the architecture; of the architecture settings only "
                             f"{', '.join(GROWABLE)} may be given with it (to grow a MemNet, models/grow.py), "
                             f"got {sorted(self.arch)}")
-        problem = check_scales(self.scales)
+        problem = check_scales(self.scales) or (
+            clean_only_problem(self.scales, "noisy images or real pairs") if self.noisy_dir or self.pairs_input_dir else None)
         if problem:
             problems.append(problem)
-        elif any(float(s) != 1 for s in self.scales) and (self.noisy_dir or self.pairs_input_dir):
-            problems.append("scales apply to clean images only (clean_dir): resizing noisy images or real pairs "
-                            "would change their noise or blur")
         problems += self._level_problems()
         if problems:
             raise ValueError("invalid training config: " + "; ".join(problems))

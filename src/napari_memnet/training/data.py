@@ -49,7 +49,7 @@ from .intensity_maps import (  # noqa: F401 (AS_IS, INTENSITY_RULES: re-exported
     image_intensity,
     pair_intensity,
 )
-from .multiscale import rescaled
+from .multiscale import clean_only_problem, rescaled
 
 
 @dataclass
@@ -370,9 +370,8 @@ def prepare_data(config, clean=None, pairs=None, validation=None, min_size: int 
         val = synthetic_val_items(val_planes, task, config.resolved_val_levels(), config.val_crop, config.seed)
         desc = _describe_source(clean, len(planes))
         return TrainingData(task, "synthetic", [TrainItem(n, p) for n, p in train_planes], val, desc)
-    if any(float(s) != 1 for s in config.scales):
-        raise ValueError("scales (downscaled copies of the training images) apply to clean images only: "
-                         "resizing a real pair would change its noise or blur; train pairs with scales 1")
+    if problem := clean_only_problem(config.scales, "a real pair"):
+        raise ValueError(problem)
     if isinstance(validation, (str, os.PathLike)):
         raise ValueError(f"validation for real pairs must be pairs too: (degraded_folder, clean_folder), got the one folder {validation}")
     items = load_pair_items(pairs, task, min_size, problems, intensity, names)

@@ -31,15 +31,27 @@ def check_scales(scales) -> str | None:
     return None
 
 
+def factors(scales) -> list[float]:
+    """The factors of ``scales`` below 1, largest first: the copies a run makes (none: the images as they are)."""
+    return sorted({float(s) for s in scales if float(s) < 1}, reverse=True)
+
+
+def clean_only_problem(scales, what: str) -> str | None:
+    """The refusal of ``scales`` for a source that is not clean images (``what``: e.g. "a real pair"), or ``None``."""
+    if not factors(scales):
+        return None
+    return (f"scales (downscaled copies of the training images) apply to clean images only: resizing {what} "
+            "would change its noise or blur; give scales 1 (or none) with it")
+
+
 def rescaled(planes: list[tuple[str, np.ndarray]], scales, min_size: int, grid=None) -> list[tuple[str, np.ndarray]]:
     """``planes`` (name, 2-D float32) followed by each one downscaled by every factor of ``scales`` below 1.
 
     A copy smaller than ``min_size`` (the training crop) on either side is left out; the original stays.
     Values stay within the original's range (bicubic overshoot is clipped), dtype float32; ``grid``, when
     given, maps each copy onto the value grid its originals are on (deblocking: the 8-bit grid JPEG encodes)."""
-    factors = sorted({float(s) for s in scales if float(s) < 1}, reverse=True)
     out = list(planes)
-    for s in factors:
+    for s in factors(scales):
         for name, plane in planes:
             small = imresize(plane.astype(np.float64), s)
             if min(small.shape) < min_size:

@@ -26,6 +26,7 @@ import numpy as np
 from .data import (TrainingData, TrainItem, ValItem, _centre_crop, _check_plane, _report, read_entries,
                    split_validation, to_plane)
 from .intensity_maps import RESTORE, check_rule
+from .multiscale import clean_only_problem
 
 SOURCE = "noisy"  # TrainingData.source of this data
 
@@ -71,9 +72,8 @@ def prepare_noisy_data(config, noisy, validation=None, min_size: int | None = No
                          "give clean images or degraded/clean pairs for that task")
     if noisy is None or (isinstance(noisy, (list, tuple)) and not noisy):
         raise ValueError("no noisy images given (noisy=/--noisy)")
-    if any(float(s) != 1 for s in config.scales):
-        raise ValueError("scales (downscaled copies of the training images) apply to clean images only: "
-                         "resizing a noisy image would change its noise; train noisy images with scales 1")
+    if problem := clean_only_problem(config.scales, "a noisy image"):
+        raise ValueError(problem)
     min_size = min_size or config.patch_size
     problems: list[str] = []
     dtypes: dict = {}
