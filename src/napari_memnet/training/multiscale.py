@@ -10,7 +10,8 @@ any scale. The sampler weighs images by their patch positions, so a copy at 0.7 
 often as its original (0.7**2 of its pixels).
 
 Only clean images (synthetic degradation) can be rescaled: a real pair's noise or blur would change its
-statistics with the resize, so pairs and noisy images alone are refused by the config.
+statistics with the resize, so pairs and noisy images alone are refused (``clean_only_problem``: by the
+config for folders, and by both data paths for arrays the config cannot see).
 """
 
 from __future__ import annotations
