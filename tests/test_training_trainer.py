@@ -104,6 +104,42 @@ def test_resume_after_a_killed_process_gives_the_same_weights(images, tmp_path):
     assert [e["step"] for e in logged if e["event"] == "step"] == list(range(1, 21))
 
 
+def test_training_leaves_the_callers_random_state_alone(images, tmp_path):
+    """A run (the Train widget's in napari's process, a script's) neither reseeds nor advances the
+    process's python, numpy and torch generators, also when it resumes, and its initial weights are
+    those of its seed whatever state the caller left them in."""
+    import random
+
+    import torch
+
+    def cfg(out, steps):
+        return TrainConfig(task="denoise", levels=(0, 50), arch={"blocks": 2, "recursions": 2, "channels": 8},
+                           steps=steps, batch_size=4, patch_size=24, val_count=1, val_crop=48, checkpoint_every=2,
+                           validate_every=100, threads=1, seed=5, out_dir=str(out), model_dir=str(out), name="m")
+
+    def state():
+        return random.getstate(), np.random.get_state(), torch.get_rng_state()
+
+    random.seed(11)
+    np.random.seed(11)
+    torch.manual_seed(11)
+    before = state()
+    first = Trainer(cfg(tmp_path / "run", 2), clean=images)
+    initial = {k: v.clone() for k, v in first.net.state_dict().items()}
+    list(first.run())
+    resumed = Trainer(cfg(tmp_path / "run", 4), clean=images, resume=True)
+    assert resumed.step == 2
+    list(resumed.run())
+    after = state()
+    assert after[0] == before[0]
+    assert after[1][0] == before[1][0] and np.array_equal(after[1][1], before[1][1]) and after[1][2:] == before[1][2:]
+    assert torch.equal(after[2], before[2])
+    torch.manual_seed(12345)  # another state of the caller's: the same initial weights
+    other = Trainer(cfg(tmp_path / "other", 2), clean=images).net.state_dict()
+    assert other.keys() == initial.keys()
+    assert all(torch.equal(other[k], initial[k]) for k in initial)
+
+
 def test_stop_request_mid_run_leaves_a_checkpoint_and_a_usable_model(images, tmp_path):
     import threading
 

@@ -49,15 +49,12 @@ def random_memnet(blocks: int = 6, recursions: int = 6, channels: int = 64, *, s
     training, so ``memnet bench`` uses this when no model is named."""
     import torch
 
+    from .core.seeding import seeded_torch
     from .models import build_model
 
     gen = torch.Generator().manual_seed(seed)
-    torch_state = torch.random.get_rng_state()
-    torch.manual_seed(seed)
-    try:
+    with seeded_torch(seed):
         net = build_model("memnet", {"blocks": blocks, "recursions": recursions, "channels": channels})
-    finally:
-        torch.random.set_rng_state(torch_state)
     with torch.no_grad():
         for m in net.modules():
             if isinstance(m, torch.nn.BatchNorm2d):

@@ -69,8 +69,9 @@ def matmul_gflops(side: int = 2048, seconds: float = 1.0, warmup: float = 0.3) -
     first touch of the memory), then the rate over about ``seconds``; 2 * side**3 FLOP each."""
     import torch
 
-    a = torch.randn(side, side)
-    b = torch.randn(side, side)
+    gen = torch.Generator().manual_seed(0)  # its own: the process's random sequence is not advanced
+    a = torch.randn(side, side, generator=gen)
+    b = torch.randn(side, side, generator=gen)
     out = torch.empty(side, side)
     rate = 0.0
     for budget in (warmup, seconds):

@@ -1,17 +1,6 @@
-"""What a trained model's card records about its training, from the trainer's state; seeding."""
+"""What a trained model's card records about its training, from the trainer's state."""
 
 from __future__ import annotations
-
-import random
-
-import numpy as np
-import torch
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
 
 
 def level_card(task: str, levels) -> dict:

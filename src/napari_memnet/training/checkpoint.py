@@ -1,52 +1,30 @@
 """Training checkpoints: ONE safetensors file, written atomically.
 
-Tensors (model weights and buffers, optimizer buffers, torch RNG states) are
-safetensors tensors; everything else (step, config, scheduler, optimizer
-hyper-parameters, python/numpy RNG states, the sampler's numpy generator) is a
-JSON document stored in the file's metadata. Loading never unpickles anything.
+Tensors (model weights and buffers, optimizer buffers, the patch sampler's torch
+generator) are safetensors tensors; everything else (step, config, scheduler,
+optimizer hyper-parameters, the sampler's numpy generator) is a JSON document
+stored in the file's metadata. Loading never unpickles anything.
+
+The process-wide random generators (python's, numpy's, torch's) are neither saved
+nor restored: training draws only from its own generators (the sampler's; the
+initial weights from ``core.seeding.seeded_torch``), so a resumed run continues
+exactly without resetting a caller's random state. Format 1 files, which held
+those states, load as before; the states in them are ignored.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import random
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from ..core.atomic import atomic_path
 
 CHECKPOINT_NAME = "checkpoint.safetensors"
-CHECKPOINT_FORMAT = 1
+CHECKPOINT_FORMAT = 2  # 2: no process-wide RNG states (format 1 had them; still read)
 _META_KEY = "napari_memnet_checkpoint"
-
-
-def capture_rng() -> tuple[dict, dict]:
-    """(JSON-able, tensors) of the python, numpy-global, torch CPU and CUDA RNG states."""
-    version, state, gauss = random.getstate()
-    legacy = np.random.get_state()
-    meta = {
-        "python": [version, list(state), gauss],
-        "numpy_global": [legacy[0], legacy[1].tolist(), int(legacy[2]), int(legacy[3]), float(legacy[4])],
-    }
-    tensors = {"rng.torch_cpu": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        for i, st in enumerate(torch.cuda.get_rng_state_all()):
-            tensors[f"rng.cuda.{i}"] = st
-    return meta, tensors
-
-
-def restore_rng(meta: dict, tensors: dict) -> None:
-    version, state, gauss = meta["python"]
-    random.setstate((version, tuple(state), gauss))
-    name, keys, pos, has_gauss, cached = meta["numpy_global"]
-    np.random.set_state((name, np.asarray(keys, dtype=np.uint32), pos, has_gauss, cached))
-    torch.set_rng_state(tensors["rng.torch_cpu"].to(torch.uint8))
-    cuda = sorted(k for k in tensors if k.startswith("rng.cuda."))
-    if cuda and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all([tensors[k].to(torch.uint8) for k in cuda][: torch.cuda.device_count()])
 
 
 def _split_optimizer(optimizer) -> tuple[dict, dict]:
@@ -82,10 +60,8 @@ def save_checkpoint(path: str | os.PathLike, *, model, optimizer, step: int, con
     tensors = {f"model.{k}": v for k, v in model.state_dict().items()}
     optim_meta, optim_tensors = _split_optimizer(optimizer)
     tensors.update(optim_tensors)
-    rng_meta, rng_tensors = capture_rng()
-    tensors.update(rng_tensors)
     meta = {"format": CHECKPOINT_FORMAT, "step": int(step), "config": config, "optimizer": optim_meta,
-            "rng": rng_meta, "extra": extra or {}}
+            "extra": extra or {}}
     if hasattr(model, "architecture") and hasattr(model, "config"):  # what network_from_checkpoint builds
         meta["network"] = {"architecture": model.architecture, "config": model.config.to_dict()}
     if sampler is not None:
@@ -127,8 +103,8 @@ def read_checkpoint(path: str | os.PathLike) -> tuple[dict, dict]:
     return tensors, meta
 
 
-def load_checkpoint(path, *, model, optimizer=None, sampler=None, restore_rng_state: bool = True, ema=None) -> dict:
-    """Fill ``model``/``optimizer``/``sampler``/``ema`` (and the global RNGs) from ``path``; return the JSON part.
+def load_checkpoint(path, *, model, optimizer=None, sampler=None, ema=None) -> dict:
+    """Fill ``model``/``optimizer``/``sampler``/``ema`` from ``path``; return the JSON part.
 
     An ``ema`` given for a checkpoint without one starts from the checkpoint's weights."""
     tensors, meta = read_checkpoint(path)
@@ -144,8 +120,6 @@ def load_checkpoint(path, *, model, optimizer=None, sampler=None, restore_rng_st
         optimizer.load_state_dict(_join_optimizer(meta["optimizer"], tensors))
     if sampler is not None and "sampler" in meta:
         sampler.load_state_dict(meta["sampler"], _prefixed(tensors, "sampler."))
-    if restore_rng_state:
-        restore_rng(meta["rng"], tensors)
     return meta
 
 

@@ -37,12 +37,13 @@ import numpy as np
 import torch
 
 from ..core.devices import resolve_device, resolve_precision, use_channels_last
+from ..core.seeding import seeded_torch
 from .checkpoint import CHECKPOINT_NAME, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData, prepare_data
 from .ema import WeightAverage
 from .losses import supervised_loss
-from .card import card_record, level_card, seed_everything
+from .card import card_record, level_card
 from .bn_calibration import batchnorm_layers, freeze_batchnorm, recalibrate_batchnorm
 from .initial import initial_network
 from .events import (
@@ -94,8 +95,8 @@ class Trainer:
         need = crop_size(cfg.task, cfg.patch_size, cfg.levels, pairs_given)
         self.data = data if data is not None else prepare_data(cfg, clean, pairs, validation, min_size=need,
                                                                intensity=intensity)
-        seed_everything(cfg.seed)
-        net, self.base_model_name = initial_network(cfg)  # fresh, a model's or another run's (initial.py)
+        with seeded_torch(cfg.seed):  # the initial weights are the seed's; the caller's random state stays
+            net, self.base_model_name = initial_network(cfg)  # fresh, a model's or another run's (initial.py)
         self.net = net.train()
         self.net.to(self.device)
         if self.channels_last:
