@@ -79,8 +79,8 @@ def test_every_task_has_a_bundled_model_with_an_honest_card():
                                                     ("memnet-fast-denoise", 50, 8.5)])
 def test_bundled_denoisers_remove_noise_on_set12_crops(shared_data, name, sigma, mean_gain):
     """Set12 01-04, 96 px centre crops. Measured with the paper model's weights: +5.2 dB mean
-    at sigma 25 (2.1 .. 7.6), +8.3 at sigma 50 (5.9 .. 10.2); with the fast model's (M2R8, untied, grown from M2R7, batch 32 of 64 px, step 10,000): +8.91 dB
-    at sigma 25 (7.42 .. 11.19), +11.45 at sigma 50 (9.36 .. 14.41) (benchmarks/bundled_margins.py denoise)."""
+    at sigma 25 (2.1 .. 7.6), +8.3 at sigma 50 (5.9 .. 10.2); with the fast model's (M2R8, untied, grown from M2R7, batch 32 of 64 px, then frozen BatchNorm on 128 px,
+    step 12,446): +8.91 dB at sigma 25 (7.43 .. 11.18), +11.45 at sigma 50 (9.37 .. 14.42) (benchmarks/bundled_margins.py denoise)."""
     model = load_model(name)
     gains = []
     for i, name in enumerate(("01.png", "02.png", "03.png", "04.png")):
