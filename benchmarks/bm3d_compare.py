@@ -23,6 +23,15 @@ RECORD.json`` takes it from an earlier record (the ship script passes the one it
 every row whose noisy input is the same (the same image, sigma and seed: its input PSNR equal to
 1e-9 dB, and the record's seed and bm3d version where it names them) and runs BM3D for the others.
 Reused rows say ``bm3d_from``.
+
+``--image-dir DIR`` (repeatable) restores the images of DIR instead (named ``DIR's name/stem``; ``--every K``
+takes every K-th in name order), e.g. the model's own training and held-out images, to see whether its
+margin over BM3D differs on images it was trained on:
+
+    python benchmarks/bm3d_compare.py --sigmas 25,50 --image-dir .data/train400-train --every 16 \
+        --json docs/results/bm3d_compare_train400-train.json
+
+``summary_by_folder`` gives the means of each folder (Set12, astronaut, cells, or each DIR).
 """
 
 from __future__ import annotations
@@ -44,10 +53,13 @@ sys.path.insert(0, str(ROOT / "src"))
 SEEN_IN_TRAINING = {"Set12/04": "29 % of its pixels are Train400's test_020.png (the same photograph)"}
 
 
-def images(data: Path) -> dict[str, np.ndarray]:
+def images(data: Path, dirs: list[Path] = (), every: int = 1) -> dict[str, np.ndarray]:
     from napari_memnet.evaluate import list_images, load_plane
     from napari_memnet.sample_data import astronaut_uint8, make_cells
 
+    if dirs:
+        return {f"{d.name}/{p.stem}": load_plane(p, "denoise").astype(np.float32) / 255.0  # 8-bit files
+                for d in dirs for p in list_images(d)[::every]}
     out = {f"Set12/{p.stem}": load_plane(p, "denoise").astype(np.float32) / 255.0  # uint8 files
            for p in list_images(data / "test" / "Set12")}
     out["astronaut"] = astronaut_uint8().astype(np.float32) / 255.0
@@ -71,8 +83,16 @@ def main(argv=None) -> int:
     p.add_argument("--ensemble", type=int, default=1, help="the model's self-ensemble (1..8; default 1: off)")
     p.add_argument("--bm3d-from", type=Path, metavar="RECORD",
                    help="reuse BM3D's PSNR from this earlier record where the noisy input is the same")
+    p.add_argument("--image-dir", type=Path, action="append", default=[], metavar="DIR",
+                   help="restore the (8-bit) images of DIR instead of Set12, astronaut and cells; repeatable")
+    p.add_argument("--every", type=int, default=1, metavar="K", help="with --image-dir: every K-th image of each folder, by name")
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
+    if args.every < 1:
+        p.error(f"--every must be 1 or more, got {args.every}")
+    for d in args.image_dir:
+        if not d.is_dir():
+            p.error(f"--image-dir {d}: not a folder")
     from napari_memnet.restoration.engine import Engine
     from napari_memnet.restoration.eager import restore_plane
     from napari_memnet.core.metrics import psnr
@@ -85,7 +105,7 @@ def main(argv=None) -> int:
     engine = Engine(args.model, device="cpu", precision="fp32", task="denoise", ensemble=args.ensemble)
     sigmas = [float(s) for s in args.sigmas.split(",")]
     rows = []
-    for name, clean in images(args.data).items():
+    for name, clean in images(args.data, args.image_dir, args.every).items():
         for sigma in sigmas:
             x = noisy(clean, name, sigma, args.seed)
             t0 = time.perf_counter()
@@ -105,16 +125,21 @@ def main(argv=None) -> int:
             print(json.dumps(row), flush=True)
     summary = _summary([r for r in rows if not r["seen_in_training"]], sigmas)
     with_seen = _summary(rows, sigmas)
+    by_folder = {f: _summary([r for r in rows if r["image"].split("/")[0] == f], sigmas)
+                 for f in dict.fromkeys(r["image"].split("/")[0] for r in rows)}
+    groups = {f"folder {f}": v for f, v in by_folder.items()} if args.image_dir else {
+        "unseen images": summary, "all images": with_seen}
     for sigma in sigmas:
-        print(f"sigma {sigma:g}, unseen images: " + ", ".join(f"{k} {v:.3f}" for k, v in summary[str(sigma)].items() if k != "images"))
-        print(f"sigma {sigma:g}, all images: " + ", ".join(f"{k} {v:.3f}" for k, v in with_seen[str(sigma)].items() if k != "images"))
+        for label, summ in groups.items():
+            print(f"sigma {sigma:g}, {label}: " + ", ".join(f"{k} {v:.3f}" for k, v in summ[str(sigma)].items() if k != "images"))
     if args.json:
         from napari_memnet.core.atomic import atomic_path
 
         with atomic_path(args.json) as tmp:
             tmp.write_text(json.dumps({"model": engine.model.name, "ensemble": engine.ensemble, "command": " ".join(sys.argv),
                                        "seed": args.seed, "bm3d_version": version, "summary": summary,
-                                       "summary_with_seen": with_seen, "seen_in_training": SEEN_IN_TRAINING,
+                                       "summary_with_seen": with_seen, "summary_by_folder": by_folder,
+                                       "seen_in_training": SEEN_IN_TRAINING,
                                        "rows": rows}, indent=1))
     return 0
 

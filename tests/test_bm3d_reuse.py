@@ -43,3 +43,26 @@ def test_todays_noise_is_the_records_input(bm3d_compare, shared_data):
         for sigma in (25.0, 50.0):
             x = bm3d_compare.noisy(clean, f"Set12/{name}", sigma, 0)
             assert abs(psnr(x, clean) - rows[(f"Set12/{name}", sigma)]["input_psnr"]) < 1e-9
+
+
+def test_image_dirs_replace_the_default_images(bm3d_compare, shared_data, tmp_path):
+    """``--image-dir`` restores a folder's own images (every K-th by name), named by the folder; the
+    model-only run writes a per-folder summary; a missing folder is refused."""
+    import shutil
+
+    folder = tmp_path / "mine"
+    folder.mkdir()
+    for name in ("01", "02", "03"):
+        shutil.copy(shared_data / "test" / "Set12" / f"{name}.png", folder / f"{name}.png")
+    picked = bm3d_compare.images(shared_data, [folder], every=2)
+    assert list(picked) == ["mine/01", "mine/03"]
+    assert picked["mine/01"].dtype.name == "float32" and 0.0 <= picked["mine/01"].min() <= picked["mine/01"].max() <= 1.0
+    out = tmp_path / "r.json"
+    assert bm3d_compare.main(["--model", "memnet-fast-denoise", "--sigmas", "50", "--no-bm3d", "--image-dir", str(folder),
+                              "--every", "2", "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    assert [r["image"] for r in record["rows"]] == ["mine/01", "mine/03"]
+    assert record["summary_by_folder"]["mine"]["50.0"]["images"] == 2
+    assert record["summary_by_folder"]["mine"]["50.0"]["model_psnr"] > record["summary_by_folder"]["mine"]["50.0"]["input_psnr"] + 8
+    with pytest.raises(SystemExit):
+        bm3d_compare.main(["--no-bm3d", "--image-dir", str(tmp_path / "absent")])
