@@ -189,6 +189,31 @@ def test_sprint_smoke_grows_the_start_model(gpu_modules, tmp_path):
     assert data["name"].endswith("-m3r3-sprint")
 
 
+def test_sprint_freeze_batchnorm_keeps_the_start_statistics(gpu_modules, tmp_path):
+    """--freeze-batchnorm: the saved net normalises with the start model's statistics (a fresh net's 0 and 1:
+    batch statistics would have moved them at the first step), validations in between included."""
+    import torch
+
+    from napari_memnet.training.bn_calibration import batchnorm_layers
+
+    sprint = importlib.import_module("sprint")
+    out = tmp_path / "sprint"
+    with torch.random.fork_rng():
+        code = sprint.main(["--smoke", "--task", "denoise", "--model", "fast", "--loader", "inline", "--freeze-batchnorm",
+                            "--recalibrate-batches", "0", "--checkpoint-minutes", "0", "--minutes", "1",
+                            "--max-seconds", "600", "--out", str(out)])
+    assert code == 0
+    data = _strict_json(out / "sprint.json")
+    model = _check_sprint(data, out, "denoise")
+    assert data["config"]["freeze_batchnorm"] is True and data["best"] != "start"
+    assert sum(1 for h in data["history"] if "val_psnr" in h) >= 2  # validated between steps, frozen again after each
+    layers = batchnorm_layers(model.network)
+    assert layers
+    for bn in layers:
+        assert torch.equal(bn.running_mean, torch.zeros_like(bn.running_mean))
+        assert torch.equal(bn.running_var, torch.ones_like(bn.running_var))
+
+
 def test_sprint_validates_on_a_given_folder_and_leaves_it_out_of_training(gpu_modules, shared_data, tmp_path):
     """--val-dir: the CPU runs' fixed validation split; same-named training images are not trained on."""
     import shutil

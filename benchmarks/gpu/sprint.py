@@ -78,6 +78,8 @@ def parse(argv):
     p.add_argument("--val-crop", type=int, help="validation centre crop (default 192, smoke 48)")
     p.add_argument("--checkpoint-minutes", type=float, default=2.0)
     p.add_argument("--recalibrate-batches", type=int, help="BatchNorm re-estimation batches (default 20, smoke 2)")
+    p.add_argument("--freeze-batchnorm", action="store_true", help="BatchNorm normalises with the start model's "
+                   "running statistics and keeps them (the CPU recipe late in a run: docs/training.md)")
     p.add_argument("--max-seconds", type=float, default=540.0, help="the whole command, start-up included")
     p.add_argument("--max-steps", type=int, help="stop after this many steps (default: none, smoke 4)")
     p.add_argument("--seed", type=int, default=0)
@@ -219,7 +221,7 @@ def run(args, out, record) -> int:
     import torch
 
     from _sprint_data import BatchStream, card_levels, load_data, start_network, validate
-    from napari_memnet.training.bn_calibration import batchnorm_layers, recalibrate_batchnorm
+    from napari_memnet.training.bn_calibration import batchnorm_layers, freeze_batchnorm, recalibrate_batchnorm
 
     device = torch.device("cpu") if args.smoke else _common.api("resolve_device")(args.device)
     cuda = device.type == "cuda"
@@ -244,6 +246,12 @@ def run(args, out, record) -> int:
     name = args.name or (f"{args.task}-{net.architecture}{grown}-sprint" if fresh
                          else start if start.endswith("-sprint") and not grown else f"{start}{grown}-sprint")
     channels_last = True
+
+    def training_mode():  # after every validation (which leaves the net in train mode)
+        net.train()
+        if args.freeze_batchnorm:
+            freeze_batchnorm(net)
+
     net.to(device)
     net.to(memory_format=torch.channels_last)
     config = {"batch": args.batch, "patch": args.patch, "lr": lr, "final_lr": lr * FINAL_LR_FACTOR,
@@ -253,13 +261,15 @@ def run(args, out, record) -> int:
               "workers": args.workers if args.loader == "workers" else 0, "levels": list(levels),
               "val_count": args.val_count, "val_dir": args.val_dir, "val_crop": args.val_crop, "seed": args.seed,
               "minutes": args.minutes, "max_seconds": args.max_seconds, "max_steps": args.max_steps,
-              "checkpoint_minutes": args.checkpoint_minutes, "recalibrate_batches": args.recalibrate_batches}
+              "checkpoint_minutes": args.checkpoint_minutes, "recalibrate_batches": args.recalibrate_batches,
+              "freeze_batchnorm": args.freeze_batchnorm}
     record.update(status="validating", model=start, name=name, architecture=net.architecture,
                   arch=net.config.to_dict(), data=source, train_images=len(data.train),
                   val_images=sorted({v.name for v in data.val}), config=config,
                   environment=_common.environment(device), parameters=sum(p.numel() for p in net.parameters()))
     save()
     before = validate(net, data.val, args.task, device)
+    training_mode()
     best = {"source": "start", "step": 0, **before}
     record.update(val_psnr_before=before["psnr"], val_input_psnr=before["input_psnr"], before=before,
                   startup_seconds=time.monotonic() - START)
@@ -317,6 +327,7 @@ def run(args, out, record) -> int:
                 break
         if now - last_ckpt >= 60 * args.checkpoint_minutes:
             val = validate(net, data.val, args.task, device)
+            training_mode()
             history.append({"step": step, "seconds": round(now - t_train, 2), "val_psnr": val["psnr"]})
             if val["psnr"] > best["psnr"]:
                 best = {"source": f"step {step}", "step": step, **val}
