@@ -140,6 +140,29 @@ def test_training_leaves_the_callers_random_state_alone(images, tmp_path):
     assert all(torch.equal(other[k], initial[k]) for k in initial)
 
 
+def test_threads_are_the_runs_only_while_it_runs(images, tmp_path):
+    """``threads`` sets torch's (process-wide) CPU threads during the run only: the caller's number is
+    back after a run, and after a run closed half-way (a generator dropped by its consumer)."""
+    import torch
+
+    callers = torch.get_num_threads()
+    wanted = 1 if callers != 1 else 2
+    cfg = TrainConfig(task="denoise", levels=(0, 50), arch={"blocks": 1, "recursions": 1, "channels": 8}, steps=2,
+                      batch_size=2, patch_size=24, val_count=1, val_crop=48, validate_every=100, threads=wanted,
+                      model_dir=str(tmp_path), name="t")
+    trainer = Trainer(cfg, clean=images)
+    assert torch.get_num_threads() == callers  # building the run does not set them
+    seen = []
+    for event in trainer.run():
+        seen.append(torch.get_num_threads())
+    assert set(seen) == {wanted} and torch.get_num_threads() == callers
+    events = Trainer(cfg, clean=images, overwrite=True).run()
+    next(events)
+    assert torch.get_num_threads() == wanted
+    events.close()
+    assert torch.get_num_threads() == callers
+
+
 def test_stop_request_mid_run_leaves_a_checkpoint_and_a_usable_model(images, tmp_path):
     import threading
 

@@ -86,8 +86,6 @@ class Trainer:
         check_outputs(cfg, resume=resume, overwrite=overwrite)
         self.stop_event = stop if stop is not None else threading.Event()
         self.error: BaseException | None = None
-        if cfg.threads:
-            torch.set_num_threads(int(cfg.threads))
         self.device = resolve_device(cfg.device)
         self.precision = resolve_precision(cfg.precision, self.device, training=True, from_model=bool(cfg.init))
         self.channels_last = use_channels_last(self.device, cfg.channels_last)
@@ -306,9 +304,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ the loop
     def run(self) -> Iterator[TrainingEvent]:
-        """Train to ``config.steps`` (or a stop request), yielding events; log them to events.jsonl."""
+        """Train to ``config.steps`` (or a stop request), yielding events; log them to events.jsonl.
+
+        ``config.threads`` sets torch's CPU threads (a setting of the whole process) while the run goes on;
+        the caller's number is back when the run ends, fails or is closed."""
         log = EventLog(self.work_dir / EVENTS_NAME if self.work_dir else None, self.config.log_every,
                        append=self.resumed or not self.overwrite)
+        callers_threads = torch.get_num_threads()
+        if self.config.threads:
+            torch.set_num_threads(int(self.config.threads))
         try:
             for event in self._run():
                 log.write(event)
@@ -318,6 +322,7 @@ class Trainer:
                 yield event
         finally:
             log.close()
+            torch.set_num_threads(callers_threads)
 
     def _replace_old_run(self) -> None:
         """Move the overwriting run's checkpoint and log from ``NEW_RUN_DIR`` over the old run's."""
