@@ -57,11 +57,12 @@ def images(data: Path, dirs: list[Path] = (), every: int = 1) -> dict[str, np.nd
     from napari_memnet.evaluate import list_images, load_plane
     from napari_memnet.sample_data import astronaut_uint8, make_cells
 
+    def gray01(path):  # 8-bit files (load_plane refuses others), gray as `memnet eval` reads them
+        return load_plane(path, "denoise").astype(np.float32) / 255.0
+
     if dirs:
-        return {f"{d.name}/{p.stem}": load_plane(p, "denoise").astype(np.float32) / 255.0  # 8-bit files
-                for d in dirs for p in list_images(d)[::every]}
-    out = {f"Set12/{p.stem}": load_plane(p, "denoise").astype(np.float32) / 255.0  # uint8 files
-           for p in list_images(data / "test" / "Set12")}
+        return {f"{d.name}/{p.stem}": gray01(p) for d in dirs for p in list_images(d)[::every]}
+    out = {f"Set12/{p.stem}": gray01(p) for p in list_images(data / "test" / "Set12")}
     out["astronaut"] = astronaut_uint8().astype(np.float32) / 255.0
     out["cells"] = np.asarray(make_cells(), np.float32)
     return out
@@ -125,8 +126,8 @@ def main(argv=None) -> int:
             print(json.dumps(row), flush=True)
     summary = _summary([r for r in rows if not r["seen_in_training"]], sigmas)
     with_seen = _summary(rows, sigmas)
-    by_folder = {f: _summary([r for r in rows if r["image"].split("/")[0] == f], sigmas)
-                 for f in dict.fromkeys(r["image"].split("/")[0] for r in rows)}
+    folder = lambda r: r["image"].split("/")[0]  # noqa: E731 - "astronaut" and "cells" are their own
+    by_folder = {f: _summary([r for r in rows if folder(r) == f], sigmas) for f in dict.fromkeys(map(folder, rows))}
     groups = {f"folder {f}": v for f, v in by_folder.items()} if args.image_dir else {
         "unseen images": summary, "all images": with_seen}
     for sigma in sigmas:
