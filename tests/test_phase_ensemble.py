@@ -1,0 +1,42 @@
+"""benchmarks/phase_ensemble.py: the shipped space-to-depth denoiser restored at each of its grid phases
+(real Set12 crops). Phase (0, 0) is the plain restoration that bm3d_compare.py measures; the other phases
+are the same network on the shifted image, so they differ, but only a little."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from _benchmarks import benchmark_modules
+
+
+@pytest.fixture(scope="module")
+def modules():
+    with benchmark_modules("bm3d_compare", "phase_ensemble") as found:
+        yield found
+
+
+def test_every_phase_is_restored_and_phase_zero_is_the_plain_restoration(modules, shared_data, tmp_path):
+    from PIL import Image
+
+    folder = tmp_path / "crops"
+    folder.mkdir()
+    for name, (top, left) in {"01": (61, 90), "09": (200, 301)}.items():  # odd offsets: not on the 2-grid
+        plane = np.asarray(Image.open(shared_data / "test" / "Set12" / f"{name}.png").convert("L"))
+        Image.fromarray(plane[top:top + 81, left:left + 94]).save(folder / f"{name}.png")  # odd height too
+    args = ["--model", "memnet-fast-denoise", "--sigmas", "30", "--image-dir", str(folder)]
+    out, plain = tmp_path / "phases.json", tmp_path / "plain.json"
+    assert modules["phase_ensemble"].main([*args, "--json", str(out)]) == 0
+    assert modules["bm3d_compare"].main([*args, "--no-bm3d", "--json", str(plain)]) == 0
+    record, plain_rows = json.loads(out.read_text()), json.loads(plain.read_text())["rows"]
+    assert record["alignment"] == 2
+    for row, ref in zip(record["rows"], plain_rows, strict=True):
+        assert row["image"] == ref["image"]
+        assert list(row["phases"]) == ["0,0", "0,1", "1,0", "1,1"]
+        assert row["phases"]["0,0"] == pytest.approx(ref["model_psnr"], abs=1e-6)
+        values = list(row["phases"].values())
+        assert min(values) > row["input_psnr"] + 5  # every phase denoises
+        assert 0 < row["phase_spread"] < 0.5  # the phases differ (s = 2), a little
+        assert row["average_gain"] == pytest.approx(row["average_psnr"] - np.mean(values))
+    assert record["summary"]["30.0"]["images"] == 2
