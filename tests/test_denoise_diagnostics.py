@@ -1,6 +1,7 @@
-"""benchmarks/phase_ensemble.py: the shipped space-to-depth denoiser restored at each of its grid phases
-(real Set12 crops). Phase (0, 0) is the plain restoration that bm3d_compare.py measures; the other phases
-are the same network on the shifted image, so they differ, but only a little."""
+"""The denoiser diagnostics of benchmarks/: phase_ensemble.py (the shipped space-to-depth denoiser restored
+at each of its grid phases, real Set12 crops: phase (0, 0) is the plain restoration that bm3d_compare.py
+measures; the other phases are the same network on the shifted image, so they differ, but only a little)
+and denoise_extra_data.py (more training images that keep the check set out)."""
 
 from __future__ import annotations
 
@@ -40,3 +41,18 @@ def test_every_phase_is_restored_and_phase_zero_is_the_plain_restoration(modules
         assert 0 < row["phase_spread"] < 0.5  # the phases differ (s = 2), a little
         assert row["average_gain"] == pytest.approx(row["average_psnr"] - np.mean(values))
     assert record["summary"]["30.0"]["images"] == 2
+
+
+def test_the_extra_denoising_data_leaves_out_exactly_the_check_photographs(shared_data, tmp_path):
+    """benchmarks/denoise_extra_data.py: BSD200 without the 20 photographs bm3d_compare.py checks on
+    (``--image-dir .../BSD200 --every 10``), and T91 without the images smaller than a 128 px patch."""
+    from PIL import Image
+
+    with benchmark_modules("bm3d_compare", "denoise_extra_data") as found:
+        assert found["denoise_extra_data"].main(["--data", str(shared_data), "--out", str(tmp_path)]) == 0
+        checked = found["bm3d_compare"].images(shared_data, [shared_data / "train" / "BSD200"], every=10)
+    kept = {p.stem for p in (tmp_path / "bsd200-train-nocheck").iterdir()}
+    assert len(checked) == 20 and len(kept) == 180
+    assert not kept & {name.split("/")[1] for name in checked}
+    t91 = list((tmp_path / "t91-min128").iterdir())
+    assert 0 < len(t91) < 91 and all(min(Image.open(p).size) >= 128 for p in t91)
