@@ -74,26 +74,36 @@ def noisy(clean: np.ndarray, name: str, sigma: float, seed: int) -> np.ndarray:
     return (clean + rng.normal(0.0, sigma / 255.0, clean.shape)).astype(np.float32)
 
 
-def main(argv=None) -> int:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def image_arguments(p: argparse.ArgumentParser) -> None:
+    """The model, noise and image options this script shares with phase_ensemble.py."""
     p.add_argument("--model", default=None, help="model name or path (default: the task's default)")
     p.add_argument("--sigmas", default="25,50")
     p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-bm3d", action="store_true", help="only the model (when bm3d is not installed)")
-    p.add_argument("--ensemble", type=int, default=1, help="the model's self-ensemble (1..8; default 1: off)")
-    p.add_argument("--bm3d-from", type=Path, metavar="RECORD",
-                   help="reuse BM3D's PSNR from this earlier record where the noisy input is the same")
     p.add_argument("--image-dir", type=Path, action="append", default=[], metavar="DIR",
                    help="restore the (8-bit) images of DIR instead of Set12, astronaut and cells; repeatable")
     p.add_argument("--every", type=int, default=1, metavar="K", help="with --image-dir: every K-th image of each folder, by name")
     p.add_argument("--json", type=Path)
+
+
+def parse_image_arguments(p: argparse.ArgumentParser, argv) -> argparse.Namespace:
     args = p.parse_args(argv)
     if args.every < 1:
         p.error(f"--every must be 1 or more, got {args.every}")
     for d in args.image_dir:
         if not d.is_dir():
             p.error(f"--image-dir {d}: not a folder")
+    return args
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    image_arguments(p)
+    p.add_argument("--no-bm3d", action="store_true", help="only the model (when bm3d is not installed)")
+    p.add_argument("--ensemble", type=int, default=1, help="the model's self-ensemble (1..8; default 1: off)")
+    p.add_argument("--bm3d-from", type=Path, metavar="RECORD",
+                   help="reuse BM3D's PSNR from this earlier record where the noisy input is the same")
+    args = parse_image_arguments(p, argv)
     from napari_memnet.restoration.engine import Engine
     from napari_memnet.restoration.eager import restore_plane
     from napari_memnet.core.metrics import psnr

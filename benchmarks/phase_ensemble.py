@@ -27,16 +27,11 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 
 def main(argv=None) -> int:
+    from bm3d_compare import SEEN_IN_TRAINING, image_arguments, images, noisy, parse_image_arguments
+
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", default=None, help="model name or path (default: the task's default)")
-    p.add_argument("--sigmas", default="25,50")
-    p.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--image-dir", type=Path, action="append", default=[], metavar="DIR")
-    p.add_argument("--every", type=int, default=1, metavar="K")
-    p.add_argument("--json", type=Path)
-    args = p.parse_args(argv)
-    from bm3d_compare import SEEN_IN_TRAINING, images, noisy
+    image_arguments(p)
+    args = parse_image_arguments(p, argv)
     from napari_memnet.core.metrics import psnr
     from napari_memnet.restoration.eager import restore_plane
     from napari_memnet.restoration.engine import Engine
