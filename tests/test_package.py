@@ -69,8 +69,8 @@ def test_console_script_runs_as_module():
 def test_the_checkout_leaves_room_for_a_gpu_sprints_images():
     """The device tool moves at most 64 MiB: the tracked files plus what a sprint
     carries (Train400 and its validation copies: 9 MiB; benchmarks/gpu/prepare_data.sh
-    checks the sum). Tracked files stay under 48 MiB (47.4 on 2026-12-07; with Train400: 56.4 MiB,
-    leaving 7.6 MiB for untracked files), so a finished run's checkpoint leaves git
+    checks the sum). Tracked files stay under 48 MiB (47.9 on 2026-12-07 evening; with Train400: 56.9 MiB,
+    leaving 7.1 MiB for untracked files), so a finished run's checkpoint leaves git
     (training-runs/README.md), and nothing big is committed. (44 MiB until 2026-12-07, when the
     fast denoiser grew to M2R7, and 46 until it grew to M2R8 the same day: each growth made its
     weights and its run's checkpoint about 3 MiB larger.)"""
