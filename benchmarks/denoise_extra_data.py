@@ -49,7 +49,11 @@ def main(argv=None) -> int:
     bsd = list_images(args.data / "train" / "BSD200")
     check = set(bsd[:: args.check_every])
     n_bsd = link_folder(args.out / "bsd200-train-nocheck", [f for f in bsd if f not in check])
-    t91 = [f for f in list_images(args.data / "train" / "T91") if min(Image.open(f).size) >= args.min_side]
+    def min_side(path: Path) -> int:
+        with Image.open(path) as img:  # reads the header only
+            return min(img.size)
+
+    t91 = [f for f in list_images(args.data / "train" / "T91") if min_side(f) >= args.min_side]
     n_t91 = link_folder(args.out / "t91-min128", t91)
     print(f"bsd200-train-nocheck: {n_bsd} images ({len(check)} check photographs left out), "
           f"t91-min128: {n_t91} images")
