@@ -103,7 +103,16 @@ def main(argv=None) -> int:
     p.add_argument("--ensemble", type=int, default=1, help="the model's self-ensemble (1..8; default 1: off)")
     p.add_argument("--bm3d-from", type=Path, metavar="RECORD",
                    help="reuse BM3D's PSNR from this earlier record where the noisy input is the same")
+    p.add_argument("--zoom", type=int, default=1, metavar="Z",
+                   help="a probe: bicubic-upsample every clean image Z times first (texture Z times coarser; "
+                        "the images are named NAME@xZ, which also seeds their noise)")
+    p.add_argument("--wiener-pilot", action="store_true",
+                   help="a probe: also run BM3D's second (Wiener) stage alone with the model's result as its pilot "
+                        "estimate (block matching on the model's result, collaborative Wiener filtering of the "
+                        "noisy image) and record its PSNR as wiener_pilot_psnr")
     args = parse_image_arguments(p, argv)
+    if args.zoom < 1:
+        p.error(f"--zoom must be 1 or more, got {args.zoom}")
     from napari_memnet.restoration.engine import Engine
     from napari_memnet.restoration.eager import restore_plane
     from napari_memnet.core.metrics import psnr
@@ -111,18 +120,26 @@ def main(argv=None) -> int:
     bm3d = None
     if not args.no_bm3d:
         import bm3d
+    if args.wiener_pilot:
+        try:
+            import bm3d as bm3d_package
+        except ImportError:
+            p.error("--wiener-pilot runs BM3D's Wiener stage: it needs the bm3d package (pip install bm3d)")
     version = _bm3d_version() if bm3d is not None else None
     earlier = earlier_bm3d(args.bm3d_from, args.seed, version) if args.bm3d_from and bm3d is not None else {}
     engine = Engine(args.model, device="cpu", precision="fp32", task="denoise", ensemble=args.ensemble)
     sigmas = [float(s) for s in args.sigmas.split(",")]
     rows = []
-    for name, clean in images(args.data, args.image_dir, args.every).items():
+    for name, clean in zoomed(images(args.data, args.image_dir, args.every), args.zoom).items():
         for sigma in sigmas:
             x = noisy(clean, name, sigma, args.seed)
             t0 = time.perf_counter()
             y = restore_plane(engine, x)
-            row = {"image": name, "sigma": sigma, "seen_in_training": name in SEEN_IN_TRAINING, "input_psnr": psnr(x, clean), "model_psnr": psnr(y, clean),
+            row = {"image": name, "sigma": sigma, "seen_in_training": name.split("@")[0] in SEEN_IN_TRAINING, "input_psnr": psnr(x, clean), "model_psnr": psnr(y, clean),
                    "model_seconds": round(time.perf_counter() - t0, 2)}
+            if args.wiener_pilot:
+                w = bm3d_package.bm3d(x.astype(np.float64), sigma / 255.0, stage_arg=y.astype(np.float64))
+                row["wiener_pilot_psnr"] = psnr(np.asarray(w, np.float32), clean)
             old = earlier.get((name, sigma))
             if old is not None and abs(old["input_psnr"] - row["input_psnr"]) < 1e-9:
                 row.update(bm3d_psnr=old["bm3d_psnr"], bm3d_seconds=old.get("bm3d_seconds"),
@@ -155,6 +172,20 @@ def main(argv=None) -> int:
     return 0
 
 
+def zoomed(found: dict[str, np.ndarray], zoom: int) -> dict[str, np.ndarray]:
+    """The images bicubic-upsampled ``zoom`` times (PyTorch, no antialiasing needed upwards), named
+    ``NAME@xZOOM``, and unchanged for zoom 1."""
+    if zoom == 1:
+        return found
+    import torch
+
+    def up(a):
+        t = torch.nn.functional.interpolate(torch.from_numpy(a)[None, None], scale_factor=zoom, mode="bicubic",
+                                            align_corners=False)
+        return t[0, 0].numpy()
+    return {f"{name}@x{zoom}": up(a) for name, a in found.items()}
+
+
 def _bm3d_version() -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
@@ -183,7 +214,7 @@ def _summary(rows: list[dict], sigmas: list[float]) -> dict:
     out = {}
     for sigma in sigmas:
         sel = [r for r in rows if r["sigma"] == sigma]
-        out[str(sigma)] = {k: float(np.mean([r[k] for r in sel])) for k in ("input_psnr", "model_psnr", "bm3d_psnr")
+        out[str(sigma)] = {k: float(np.mean([r[k] for r in sel])) for k in ("input_psnr", "model_psnr", "bm3d_psnr", "wiener_pilot_psnr")
                            if k in sel[0]}
         out[str(sigma)]["images"] = len(sel)
     return out

@@ -56,3 +56,48 @@ def test_the_extra_denoising_data_leaves_out_exactly_the_check_photographs(share
     assert not kept & {name.split("/")[1] for name in checked}
     t91 = list((tmp_path / "t91-min128").iterdir())
     assert 0 < len(t91) < 91 and all(min(Image.open(p).size) >= 128 for p in t91)
+
+
+def test_zoomed_images_are_twice_as_large_and_keep_what_was_seen(modules, shared_data, tmp_path):
+    """``--zoom 2``: every image bicubic-upsampled first, named NAME@x2 (its noise seeded by that name);
+    Set12/04@x2 is still the starfish that Train400 holds, so it stays out of the unseen summary."""
+    bm3d_compare = modules["bm3d_compare"]
+    found = bm3d_compare.images(shared_data)
+    zoomed = bm3d_compare.zoomed({k: found[k] for k in ("Set12/04", "cells")}, 2)
+    assert list(zoomed) == ["Set12/04@x2", "cells@x2"]
+    assert zoomed["cells@x2"].shape == tuple(2 * n for n in found["cells"].shape)
+    assert bm3d_compare.zoomed(found, 1) is found
+    folder = tmp_path / "Set12"
+    folder.mkdir()
+    from PIL import Image
+
+    for name in ("04", "07"):
+        plane = np.asarray(Image.open(shared_data / "test" / "Set12" / f"{name}.png").convert("L"))
+        Image.fromarray(plane[40:100, 50:120]).save(folder / f"{name}.png")
+    out = tmp_path / "zoom.json"
+    assert bm3d_compare.main(["--model", "memnet-fast-denoise", "--sigmas", "25", "--no-bm3d", "--zoom", "2",
+                              "--image-dir", str(folder), "--json", str(out)]) == 0
+    rows = json.loads(out.read_text())["rows"]
+    assert [(r["image"], r["seen_in_training"]) for r in rows] == [("Set12/04@x2", True), ("Set12/07@x2", False)]
+    assert all(r["model_psnr"] > r["input_psnr"] + 5 for r in rows)
+    with pytest.raises(SystemExit):
+        bm3d_compare.main(["--no-bm3d", "--zoom", "0"])
+
+
+def test_bm3ds_wiener_stage_on_the_models_result(modules, shared_data, tmp_path):
+    """``--wiener-pilot``: BM3D's second stage with the model's result as its pilot (needs the bm3d
+    package, a tool of benchmarks/ and no dependency of the package: skipped where it is absent)."""
+    pytest.importorskip("bm3d", reason="bm3d (pip install bm3d) is not installed; --wiener-pilot needs it")
+    from PIL import Image
+
+    folder = tmp_path / "Set12"
+    folder.mkdir()
+    plane = np.asarray(Image.open(shared_data / "test" / "Set12" / "09.png").convert("L"))
+    Image.fromarray(plane[300:364, 40:104]).save(folder / "09.png")
+    out = tmp_path / "pilot.json"
+    assert modules["bm3d_compare"].main(["--model", "memnet-fast-denoise", "--sigmas", "25", "--wiener-pilot",
+                                         "--image-dir", str(folder), "--json", str(out)]) == 0
+    record = json.loads(out.read_text())
+    (row,) = record["rows"]
+    assert row["wiener_pilot_psnr"] > row["input_psnr"] + 5 and row["wiener_pilot_psnr"] != row["model_psnr"]
+    assert "wiener_pilot_psnr" in record["summary"]["25.0"]
