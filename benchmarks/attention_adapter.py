@@ -14,14 +14,14 @@ windowed self-attention layer to the shipped, frozen network and trains that lay
   BatchNorm uses the running statistics it restores with, nothing of it moves, and a gain is the
   layer's alone;
 * the recipe of the last CPU runs: 128 px patches of Train400's training images (``.data/train400-train``,
-  ``benchmarks/denoise_split.sh``), 8-fold augmentation, blind sigma ~ U[0, 75], L1 on the final
-  output, Adam with a cosine from ``--lr``;
+  ``benchmarks/denoise_split.sh``) from the package's ``PatchSampler`` (8-fold augmentation, blind sigma
+  ~ U[0, 75]), L1 on the final output, Adam with a cosine from ``--lr``;
 * checkpoints (the layer, Adam and both generators) atomically every ``--checkpoint-minutes`` to
   ``OUT/checkpoint.pt`` (``torch.load(weights_only=True)``), ``--resume`` continues exactly;
 * ``--evaluate``: held-out validation (``.data/train400-val``, sigma 15/25/50), every 10th of the 200
   BSDS500 train photographs (``../shared/data/train/BSD200``) and of Urban100_Y at sigma 25/50, with the
-  noise of ``bm3d_compare.py``, for the layer and for the shipped model on the same noisy images
-  (the layer at zero), into ``OUT/eval.json``. None of those images trains anything here.
+  noise of ``bm3d_compare.py``, for the layer and for the shipped model on the same noisy images,
+  into ``OUT/eval.json``. None of those images trains anything here.
 
     python benchmarks/attention_adapter.py --after 1 --out .data/attn/after1 --minutes 80
     python benchmarks/attention_adapter.py --after 1 --out .data/attn/after1 --evaluate
@@ -149,40 +149,31 @@ class Adapted(nn.Module):
         return depth_to_space(final, s, h, w)
 
 
-def load_planes(folder: Path) -> list[np.ndarray]:
+def sampler(folder: Path, patch: int, seed: int):
+    """The package's training sampler over the 8-bit images of ``folder``: uniform patches, 8-fold
+    augmentation, blind sigma ~ U[0, 75] (``training.sampler.PatchSampler``)."""
     from napari_memnet.evaluate import list_images, load_plane
+    from napari_memnet.training.data import TrainItem
+    from napari_memnet.training.sampler import PatchSampler
 
-    return [load_plane(p, "denoise").astype(np.float32) / 255.0 for p in list_images(folder)]
-
-
-def batch(planes, n: int, patch: int, rng: np.random.Generator, gen: torch.Generator):
-    clean = []
-    for _ in range(n):
-        img = planes[rng.integers(len(planes))]
-        y0, x0 = rng.integers(img.shape[0] - patch + 1), rng.integers(img.shape[1] - patch + 1)
-        p = img[y0:y0 + patch, x0:x0 + patch]
-        k = int(rng.integers(8))
-        p = np.rot90(p, k % 4)
-        clean.append(np.ascontiguousarray(p[:, ::-1] if k >= 4 else p))
-    clean = torch.from_numpy(np.stack(clean))[:, None]
-    sigma = torch.rand(n, 1, 1, 1, generator=gen) * (75.0 / 255.0)
-    return clean + sigma * torch.randn(clean.shape, generator=gen), clean
+    items = [TrainItem(p.stem, load_plane(p, "denoise").astype(np.float32) / 255.0) for p in list_images(folder)]
+    return PatchSampler(items, "denoise", (0.0, 75.0), patch, seed, "cpu")
 
 
-def save_checkpoint(path: Path, model: Adapted, opt, step: int, rng, gen, seconds: float) -> None:
+def save_checkpoint(path: Path, model: Adapted, opt, step: int, patches, seconds: float) -> None:
     from napari_memnet.core.atomic import atomic_path
 
+    meta, tensors = patches.state_dict()
     state = {"attn": model.attn.state_dict(), "opt": opt.state_dict(), "step": torch.tensor(step),
-             "seconds": torch.tensor(seconds), "gen": gen.get_state(),
-             "rng": torch.tensor(np.frombuffer(json.dumps(rng.bit_generator.state).encode(), np.uint8).copy())}
+             "seconds": torch.tensor(seconds), "sampler": tensors,
+             "sampler_meta": torch.tensor(np.frombuffer(json.dumps(meta).encode(), np.uint8).copy())}
     with atomic_path(path) as tmp:
         torch.save(state, tmp)
 
 
 def train(args, model: Adapted, log) -> None:
-    planes = load_planes(args.train_dir)
+    patches = sampler(args.train_dir, args.patch, args.seed)
     opt = torch.optim.Adam(model.attn.parameters(), lr=args.lr)
-    rng, gen = np.random.default_rng(args.seed), torch.Generator().manual_seed(args.seed)
     step, seconds = 0, 0.0
     ckpt = args.out / "checkpoint.pt"
     if args.resume and ckpt.exists():
@@ -190,8 +181,7 @@ def train(args, model: Adapted, log) -> None:
         model.attn.load_state_dict(state["attn"])
         opt.load_state_dict(state["opt"])
         step, seconds = int(state["step"]), float(state["seconds"])
-        gen.set_state(state["gen"])
-        rng.bit_generator.state = json.loads(bytes(state["rng"].numpy()).decode())
+        patches.load_state_dict(json.loads(bytes(state["sampler_meta"].numpy()).decode()), state["sampler"])
         log({"event": "resumed", "step": step})
     model.train()
     start, last_save, losses = time.monotonic(), time.monotonic(), []
@@ -200,7 +190,7 @@ def train(args, model: Adapted, log) -> None:
         lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * step / args.steps))
         for g in opt.param_groups:
             g["lr"] = lr
-        noisy, clean = batch(planes, args.batch, args.patch, rng, gen)
+        noisy, clean, _ = patches.batch(args.batch)
         loss = F.l1_loss(model(noisy), clean)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -212,9 +202,9 @@ def train(args, model: Adapted, log) -> None:
                  "seconds": round(seconds + time.monotonic() - start, 1)})
             losses = []
         if time.monotonic() - last_save > args.checkpoint_minutes * 60:
-            save_checkpoint(ckpt, model, opt, step, rng, gen, seconds + time.monotonic() - start)
+            save_checkpoint(ckpt, model, opt, step, patches, seconds + time.monotonic() - start)
             last_save = time.monotonic()
-    save_checkpoint(ckpt, model, opt, step, rng, gen, seconds + time.monotonic() - start)
+    save_checkpoint(ckpt, model, opt, step, patches, seconds + time.monotonic() - start)
     log({"event": "stopped", "step": step, "seconds": round(seconds + time.monotonic() - start, 1)})
 
 
@@ -225,9 +215,7 @@ def evaluate(args, model: Adapted, log) -> dict:
 
     model.eval()
     state = torch.load(args.out / "checkpoint.pt", weights_only=True)
-    trained = {k: v.clone() for k, v in state["attn"].items()}
-    last = "out." if model.after else f"net.{len(model.attn.net) - 1}."  # the layer whose zeros give the shipped model
-    zero = {k: (torch.zeros_like(v) if k.startswith(last) else v) for k, v in trained.items()}
+    model.attn.load_state_dict(state["attn"])
     sets = [("held-out", args.val_dir, 1, (15.0, 25.0, 50.0)),
             ("BSD200 train check", args.data / "train" / "BSD200", 10, (25.0, 50.0)),
             ("Urban100 check", args.data / "test" / "Urban100_Y", 10, (25.0, 50.0))]
@@ -240,10 +228,8 @@ def evaluate(args, model: Adapted, log) -> dict:
             for sigma in sigmas:
                 x = noisy(clean, name, sigma, 0)
                 row = {"set": label, "image": name, "sigma": sigma, "input_psnr": psnr(x, clean)}
-                for key, weights in (("shipped_psnr", zero), ("attention_psnr", trained)):
-                    model.attn.load_state_dict(weights)
-                    y = model(torch.from_numpy(x)[None, None])[0, 0].numpy()
-                    row[key] = psnr(y, clean)
+                for key, net in (("shipped_psnr", model.backbone), ("attention_psnr", model)):
+                    row[key] = psnr(net(torch.from_numpy(x)[None, None])[0, 0].numpy(), clean)
                 rows.append(row)
                 log(row)
     summary = {}
