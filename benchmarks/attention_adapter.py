@@ -26,6 +26,16 @@ windowed self-attention layer to the shipped, frozen network and trains that lay
     python benchmarks/attention_adapter.py --after 1 --out .data/attn/after1 --minutes 80
     python benchmarks/attention_adapter.py --after 1 --out .data/attn/after1 --evaluate
 
+Two options turn the screen into a short whole-network run (both keep step 0 the shipped model):
+
+* ``--backbone-lr LR``: the backbone trains too, at peak rate LR on the layer's cosine (its BatchNorm
+  still uses the running statistics; the checkpoint then holds its weights as well), so that the
+  features can learn to use the new layer; the evaluation's "shipped" column stays the shipped model;
+* ``--after 0 --tail-features``: the full-resolution tail also sees the last memory block's features,
+  moved back to full resolution by depth-to-space (C / s^2 = 16 channels a pixel).
+
+    python benchmarks/attention_adapter.py --after 1 --backbone-lr 3e-5 --lr 1e-3 --out .data/attn2/after1-whole
+
 This is a screen, not a product: the layer is not part of the package's MemNet (yet).
 """
 
@@ -97,9 +107,9 @@ class FullResTail(nn.Module):
     """A small full-resolution net on [noisy input, the backbone's result] whose output is added to that
     result: ``depth`` 3x3 convs of ``channels`` with ReLUs; the last conv starts at zero."""
 
-    def __init__(self, in_channels: int, channels: int = 32, depth: int = 6):
+    def __init__(self, in_channels: int, channels: int = 32, depth: int = 6, features: int = 0):
         super().__init__()
-        layers = [nn.Conv2d(2 * in_channels, channels, 3, padding=1), nn.ReLU()]
+        layers = [nn.Conv2d(2 * in_channels + features, channels, 3, padding=1), nn.ReLU()]
         for _ in range(depth - 2):
             layers += [nn.Conv2d(channels, channels, 3, padding=1), nn.ReLU()]
         layers.append(nn.Conv2d(channels, in_channels, 3, padding=1))
@@ -107,20 +117,25 @@ class FullResTail(nn.Module):
         nn.init.zeros_(layers[-1].bias)
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        return y + self.net(torch.cat([x, y], dim=1))
+    def forward(self, x: torch.Tensor, y: torch.Tensor, features: torch.Tensor | None = None) -> torch.Tensor:
+        inputs = [x, y] if features is None else [x, y, features]
+        return y + self.net(torch.cat(inputs, dim=1))
 
 
 class Adapted(nn.Module):
-    """The frozen fast MemNet with one attention layer after memory block ``after``, or (``after`` 0)
-    with a full-resolution tail after its output."""
+    """The fast MemNet with one attention layer after memory block ``after``, or (``after`` 0) with a
+    full-resolution tail after its output. The backbone is frozen unless ``train_backbone``; its
+    BatchNorm uses its running statistics either way. ``tail_features``: the tail also sees the last
+    memory block's features, moved back to full resolution (depth-to-space: C / s^2 channels a pixel)."""
 
-    def __init__(self, backbone, after: int, window: int):
+    def __init__(self, backbone, after: int, window: int, tail_features: bool = False,
+                 train_backbone: bool = False):
         super().__init__()
-        self.backbone = backbone.eval().requires_grad_(False)
-        self.after = after
+        self.backbone = backbone.eval().requires_grad_(train_backbone)
+        self.after, self.tail_features = after, tail_features and not after
         cfg = backbone.config
-        self.attn = WindowAttention(cfg.channels, window) if after else FullResTail(cfg.in_channels)
+        features = cfg.channels // cfg.unshuffle ** 2 if self.tail_features else 0
+        self.attn = WindowAttention(cfg.channels, window) if after else FullResTail(cfg.in_channels, features=features)
 
     def train(self, mode: bool = True):  # the backbone stays in eval mode
         super().train(mode)
@@ -131,8 +146,8 @@ class Adapted(nn.Module):
         from napari_memnet.models.memnet import depth_to_space, space_to_depth
 
         net, s = self.backbone, self.backbone.config.unshuffle
-        if not self.after:
-            with torch.no_grad():
+        if not self.after and not self.tail_features:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and any(p.requires_grad for p in net.parameters())):
                 y = net(x)
             return self.attn(x, y)
         h, w = x.shape[-2:]
@@ -146,7 +161,8 @@ class Adapted(nn.Module):
             long_term.append(b)
             y = xi + net.reconstruct(b, m)
             final = net.branch_weights[m] * y if final is None else final + net.branch_weights[m] * y
-        return depth_to_space(final, s, h, w)
+        y = depth_to_space(final, s, h, w)
+        return self.attn(x, y, depth_to_space(b, s, h, w)) if self.tail_features else y
 
 
 def sampler(folder: Path, patch: int, seed: int):
@@ -160,11 +176,16 @@ def sampler(folder: Path, patch: int, seed: int):
     return PatchSampler(items, "denoise", (0.0, 75.0), patch, seed, "cpu")
 
 
+def trains_backbone(model: Adapted) -> bool:
+    return any(p.requires_grad for p in model.backbone.parameters())
+
+
 def save_checkpoint(path: Path, model: Adapted, opt, step: int, patches, seconds: float) -> None:
     from napari_memnet.core.atomic import atomic_path
 
     meta, tensors = patches.state_dict()
     state = {"attn": model.attn.state_dict(), "opt": opt.state_dict(), "step": torch.tensor(step),
+             **({"backbone": model.backbone.state_dict()} if trains_backbone(model) else {}),
              "seconds": torch.tensor(seconds), "sampler": tensors,
              "sampler_meta": torch.tensor(np.frombuffer(json.dumps(meta).encode(), np.uint8).copy())}
     with atomic_path(path) as tmp:
@@ -173,12 +194,17 @@ def save_checkpoint(path: Path, model: Adapted, opt, step: int, patches, seconds
 
 def train(args, model: Adapted, log) -> None:
     patches = sampler(args.train_dir, args.patch, args.seed)
-    opt = torch.optim.Adam(model.attn.parameters(), lr=args.lr)
+    groups = [{"params": list(model.attn.parameters()), "lr": args.lr, "base": args.lr}]
+    if trains_backbone(model):  # the same cosine, scaled to the backbone's rate
+        groups.append({"params": list(model.backbone.parameters()), "lr": args.backbone_lr, "base": args.backbone_lr})
+    opt = torch.optim.Adam(groups)
     step, seconds = 0, 0.0
     ckpt = args.out / "checkpoint.pt"
     if args.resume and ckpt.exists():
         state = torch.load(ckpt, weights_only=True)
         model.attn.load_state_dict(state["attn"])
+        if trains_backbone(model):
+            model.backbone.load_state_dict(state["backbone"])
         opt.load_state_dict(state["opt"])
         step, seconds = int(state["step"]), float(state["seconds"])
         patches.load_state_dict(json.loads(bytes(state["sampler_meta"].numpy()).decode()), state["sampler"])
@@ -187,9 +213,10 @@ def train(args, model: Adapted, log) -> None:
     start, last_save, losses = time.monotonic(), time.monotonic(), []
     stop = min(args.steps, args.stop_after or args.steps)
     while step < stop and time.monotonic() - start < args.minutes * 60:
-        lr = args.lr_min + 0.5 * (args.lr - args.lr_min) * (1 + math.cos(math.pi * step / args.steps))
+        decay = 0.5 * (1 + math.cos(math.pi * step / args.steps))  # 1 -> 0
         for g in opt.param_groups:
-            g["lr"] = lr
+            g["lr"] = g["base"] * (args.lr_min / args.lr + (1 - args.lr_min / args.lr) * decay)
+        lr = opt.param_groups[0]["lr"]
         noisy, clean, _ = patches.batch(args.batch)
         loss = F.l1_loss(model(noisy), clean)
         opt.zero_grad(set_to_none=True)
@@ -209,13 +236,15 @@ def train(args, model: Adapted, log) -> None:
 
 
 @torch.no_grad()
-def evaluate(args, model: Adapted, log) -> dict:
+def evaluate(args, model: Adapted, log, shipped: nn.Module) -> dict:
     from napari_memnet.core.metrics import psnr
     from napari_memnet.evaluate import list_images, load_plane
 
     model.eval()
     state = torch.load(args.out / "checkpoint.pt", weights_only=True)
     model.attn.load_state_dict(state["attn"])
+    if "backbone" in state:
+        model.backbone.load_state_dict(state["backbone"])
     sets = [("held-out", args.val_dir, 1, (15.0, 25.0, 50.0)),
             ("BSD200 train check", args.data / "train" / "BSD200", 10, (25.0, 50.0)),
             ("Urban100 check", args.data / "test" / "Urban100_Y", 10, (25.0, 50.0))]
@@ -228,7 +257,7 @@ def evaluate(args, model: Adapted, log) -> dict:
             for sigma in sigmas:
                 x = noisy(clean, name, sigma, 0)
                 row = {"set": label, "image": name, "sigma": sigma, "input_psnr": psnr(x, clean)}
-                for key, net in (("shipped_psnr", model.backbone), ("attention_psnr", model)):
+                for key, net in (("shipped_psnr", shipped), ("attention_psnr", model)):
                     row[key] = psnr(net(torch.from_numpy(x)[None, None])[0, 0].numpy(), clean)
                 rows.append(row)
                 log(row)
@@ -248,6 +277,10 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--after", type=int, choices=(0, 1, 2), default=1,
                    help="the memory block the attention layer follows; 0: a full-resolution tail instead")
     p.add_argument("--window", type=int, default=16, help="window side on the space-to-depth grid")
+    p.add_argument("--tail-features", action="store_true",
+                   help="with --after 0: the tail also sees the last memory block's features at full resolution")
+    p.add_argument("--backbone-lr", type=float, default=None,
+                   help="train the backbone too (its BatchNorm statistics stay), at this peak rate of the same cosine")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--train-dir", type=Path, default=ROOT / ".data" / "train400-train")
     p.add_argument("--val-dir", type=Path, default=ROOT / ".data" / "train400-val")
@@ -278,7 +311,7 @@ def main(argv=None) -> int:
 
     backbone = load_model(args.model, task="denoise").network
     torch.manual_seed(args.seed)  # the layer's initial weights (a resumed run loads them)
-    model = Adapted(backbone, args.after, args.window)
+    model = Adapted(backbone, args.after, args.window, args.tail_features, args.backbone_lr is not None)
     args.out.mkdir(parents=True, exist_ok=True)
     events = args.out / (f"{args.eval_name}.jsonl" if args.evaluate else "events.jsonl")
 
@@ -293,7 +326,8 @@ def main(argv=None) -> int:
         from napari_memnet.core.atomic import atomic_path
 
         result = {"command": " ".join(sys.argv), "model": args.model, "after": args.after, "window": args.window,
-                  **evaluate(args, model, log)}
+                  "tail_features": args.tail_features, "backbone_lr": args.backbone_lr,
+                  **evaluate(args, model, log, load_model(args.model, task="denoise").network.eval())}
         for key, value in result["summary"].items():
             print(f"{key}: shipped {value['shipped_psnr']:.4f}, attention {value['attention_psnr']:.4f}, "
                   f"gain {value['gain']:+.4f} ({value['images']} images)")

@@ -39,16 +39,18 @@ def _crops(shared_data, folder, names, size=(70, 90)):
 
 
 @pytest.mark.parametrize("after", [0, 1, 2])
-def test_step_zero_is_exactly_the_shipped_model(screen, backbone, shared_data, tmp_path, after):
+@pytest.mark.parametrize("tail_features,train_backbone", [(False, False), (True, True)])
+def test_step_zero_is_exactly_the_shipped_model(screen, backbone, shared_data, tmp_path, after, tail_features,
+                                                train_backbone):
     from PIL import Image
 
     plane = np.asarray(Image.open(shared_data / "test" / "Set12" / "09.png").convert("L"), np.float32) / 255
     x = torch.from_numpy(plane[101:101 + 75, 203:203 + 99].copy())[None, None]
     x = x + 25 / 255 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
-    model = screen.Adapted(backbone, after, 16).eval()
+    model = screen.Adapted(copy.deepcopy(backbone), after, 16, tail_features, train_backbone).eval()
     with torch.no_grad():
         assert torch.equal(model(x), backbone(x))
-    assert not any(p.requires_grad for p in model.backbone.parameters())
+    assert all(p.requires_grad == train_backbone for p in model.backbone.parameters())
     model.train()
     assert not model.backbone.training  # its BatchNorm keeps the running statistics
 
@@ -122,3 +124,25 @@ def test_the_evaluation_compares_the_layer_with_the_shipped_model_on_the_same_no
     assert row["shipped_psnr"] == pytest.approx(psnr(shipped, clean), abs=1e-6)
     assert row["attention_psnr"] != row["shipped_psnr"]
     assert record["summary"]["Urban100 check, sigma 25"]["images"] == 1
+
+
+def test_a_trained_backbone_moves_is_checkpointed_and_continues_exactly(screen, backbone, shared_data, tmp_path):
+    """--backbone-lr: the whole network trains beside the new layer (here the tail that sees the last
+    block's features); its weights go into the checkpoint and a cut run continues them exactly."""
+    train = _crops(shared_data, tmp_path / "train", ["01", "02", "03"], size=(80, 80))
+    common = ["--after", "0", "--tail-features", "--backbone-lr", "1e-4", "--lr", "1e-3", "--train-dir", str(train), "--steps", "4",
+              "--batch", "2", "--patch", "64", "--log-every", "1", "--threads", "1", "--minutes", "5"]
+    assert screen.main([*common, "--out", str(tmp_path / "whole")]) == 0
+    assert screen.main([*common, "--out", str(tmp_path / "cut"), "--stop-after", "2"]) == 0
+    assert screen.main([*common, "--out", str(tmp_path / "cut"), "--resume"]) == 0
+    whole = torch.load(tmp_path / "whole" / "checkpoint.pt", weights_only=True)
+    cut = torch.load(tmp_path / "cut" / "checkpoint.pt", weights_only=True)
+    for part in ("attn", "backbone"):
+        for key, value in whole[part].items():
+            assert torch.equal(value, cut[part][key]), (part, key)
+    shipped = backbone.state_dict()
+    moved = [k for k, v in whole["backbone"].items() if v.is_floating_point() and not torch.equal(v, shipped[k])]
+    assert moved and not any("running" in k for k in moved)  # weights move, BatchNorm statistics stay
+    # both groups follow one cosine, each from its own peak
+    rates = [g["lr"] for g in whole["opt"]["param_groups"]]
+    assert rates[1] / rates[0] == pytest.approx(0.1)
