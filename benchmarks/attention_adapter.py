@@ -31,6 +31,7 @@ Two options turn the screen into a short whole-network run (both keep step 0 the
 * ``--backbone-lr LR``: the backbone trains too, at peak rate LR on the layer's cosine (its BatchNorm
   still uses the running statistics; the checkpoint then holds its weights as well), so that the
   features can learn to use the new layer; the evaluation's "shipped" column stays the shipped model;
+* ``--no-layer`` (with ``--backbone-lr``): the control, the backbone alone trained the same way;
 * ``--after 0 --tail-features``: the full-resolution tail also sees the last memory block's features,
   moved back to full resolution by depth-to-space (C / s^2 = 16 channels a pixel).
 
@@ -122,6 +123,13 @@ class FullResTail(nn.Module):
         return y + self.net(torch.cat(inputs, dim=1))
 
 
+class NoLayer(nn.Module):
+    """The control: no layer at all, the backbone's result as it is (``--no-layer``)."""
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return y
+
+
 class Adapted(nn.Module):
     """The fast MemNet with one attention layer after memory block ``after``, or (``after`` 0) with a
     full-resolution tail after its output. The backbone is frozen unless ``train_backbone``; its
@@ -129,13 +137,15 @@ class Adapted(nn.Module):
     memory block's features, moved back to full resolution (depth-to-space: C / s^2 channels a pixel)."""
 
     def __init__(self, backbone, after: int, window: int, tail_features: bool = False,
-                 train_backbone: bool = False):
+                 train_backbone: bool = False, no_layer: bool = False):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(train_backbone)
         self.after, self.tail_features = after, tail_features and not after
         cfg = backbone.config
         features = cfg.channels // cfg.unshuffle ** 2 if self.tail_features else 0
         self.attn = WindowAttention(cfg.channels, window) if after else FullResTail(cfg.in_channels, features=features)
+        if no_layer:
+            self.after, self.tail_features, self.attn = 0, False, NoLayer()
 
     def train(self, mode: bool = True):  # the backbone stays in eval mode
         super().train(mode)
@@ -195,6 +205,7 @@ def save_checkpoint(path: Path, model: Adapted, opt, step: int, patches, seconds
 def train(args, model: Adapted, log) -> None:
     patches = sampler(args.train_dir, args.patch, args.seed)
     groups = [{"params": list(model.attn.parameters()), "lr": args.lr, "base": args.lr}]
+    groups = [g for g in groups if g["params"]]  # the control (--no-layer) has none
     if trains_backbone(model):  # the same cosine, scaled to the backbone's rate
         groups.append({"params": list(model.backbone.parameters()), "lr": args.backbone_lr, "base": args.backbone_lr})
     opt = torch.optim.Adam(groups)
@@ -279,6 +290,8 @@ def parse(argv=None) -> argparse.Namespace:
     p.add_argument("--window", type=int, default=16, help="window side on the space-to-depth grid")
     p.add_argument("--tail-features", action="store_true",
                    help="with --after 0: the tail also sees the last memory block's features at full resolution")
+    p.add_argument("--no-layer", action="store_true",
+                   help="the control of --backbone-lr: no layer, the backbone alone trains the same way")
     p.add_argument("--backbone-lr", type=float, default=None,
                    help="train the backbone too (its BatchNorm statistics stay), at this peak rate of the same cosine")
     p.add_argument("--out", type=Path, required=True)
@@ -306,12 +319,14 @@ def parse(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> int:
     args = parse(argv)
+    if args.no_layer and args.backbone_lr is None:
+        raise SystemExit("--no-layer trains the backbone alone: it needs --backbone-lr")
     torch.set_num_threads(args.threads)
     from napari_memnet.models.files import load_model
 
     backbone = load_model(args.model, task="denoise").network
     torch.manual_seed(args.seed)  # the layer's initial weights (a resumed run loads them)
-    model = Adapted(backbone, args.after, args.window, args.tail_features, args.backbone_lr is not None)
+    model = Adapted(backbone, args.after, args.window, args.tail_features, args.backbone_lr is not None, args.no_layer)
     args.out.mkdir(parents=True, exist_ok=True)
     events = args.out / (f"{args.eval_name}.jsonl" if args.evaluate else "events.jsonl")
 
@@ -326,7 +341,7 @@ def main(argv=None) -> int:
         from napari_memnet.core.atomic import atomic_path
 
         result = {"command": " ".join(sys.argv), "model": args.model, "after": args.after, "window": args.window,
-                  "tail_features": args.tail_features, "backbone_lr": args.backbone_lr,
+                  "tail_features": args.tail_features, "backbone_lr": args.backbone_lr, "no_layer": args.no_layer,
                   **evaluate(args, model, log, load_model(args.model, task="denoise").network.eval())}
         for key, value in result["summary"].items():
             print(f"{key}: shipped {value['shipped_psnr']:.4f}, attention {value['attention_psnr']:.4f}, "

@@ -146,3 +146,17 @@ def test_a_trained_backbone_moves_is_checkpointed_and_continues_exactly(screen, 
     # both groups follow one cosine, each from its own peak
     rates = [g["lr"] for g in whole["opt"]["param_groups"]]
     assert rates[1] / rates[0] == pytest.approx(0.1)
+
+
+def test_the_control_trains_the_backbone_alone(screen, backbone, shared_data, tmp_path):
+    """--no-layer: the same training of the backbone without any new layer, the control of --backbone-lr."""
+    train = _crops(shared_data, tmp_path / "train", ["01", "02"], size=(80, 80))
+    common = ["--no-layer", "--train-dir", str(train), "--steps", "2", "--batch", "2", "--patch", "64", "--threads", "1",
+              "--out", str(tmp_path / "control")]
+    with pytest.raises(SystemExit, match="needs --backbone-lr"):
+        screen.main(common)
+    assert screen.main([*common, "--backbone-lr", "1e-4"]) == 0
+    state = torch.load(tmp_path / "control" / "checkpoint.pt", weights_only=True)
+    assert state["attn"] == {} and len(state["opt"]["param_groups"]) == 1
+    shipped = backbone.state_dict()
+    assert any(not torch.equal(v, shipped[k]) for k, v in state["backbone"].items() if v.is_floating_point())
