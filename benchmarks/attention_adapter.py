@@ -26,7 +26,7 @@ windowed self-attention layer to the shipped, frozen network and trains that lay
     python benchmarks/attention_adapter.py --after 1 --out .data/attn/after1 --minutes 80
     python benchmarks/attention_adapter.py --after 1 --out .data/attn/after1 --evaluate
 
-Two options turn the screen into a short whole-network run (both keep step 0 the shipped model):
+Three options turn the screen into a short whole-network run (each keeps step 0 the shipped model):
 
 * ``--backbone-lr LR``: the backbone trains too, at peak rate LR on the layer's cosine (its BatchNorm
   still uses the running statistics; the checkpoint then holds its weights as well), so that the
@@ -140,12 +140,16 @@ class Adapted(nn.Module):
                  train_backbone: bool = False, no_layer: bool = False):
         super().__init__()
         self.backbone = backbone.eval().requires_grad_(train_backbone)
-        self.after, self.tail_features = after, tail_features and not after
+        self.after = 0 if no_layer else after
+        self.tail_features = tail_features and not self.after and not no_layer
         cfg = backbone.config
         features = cfg.channels // cfg.unshuffle ** 2 if self.tail_features else 0
-        self.attn = WindowAttention(cfg.channels, window) if after else FullResTail(cfg.in_channels, features=features)
         if no_layer:
-            self.after, self.tail_features, self.attn = 0, False, NoLayer()
+            self.attn = NoLayer()
+        elif after:
+            self.attn = WindowAttention(cfg.channels, window)
+        else:
+            self.attn = FullResTail(cfg.in_channels, features=features)
 
     def train(self, mode: bool = True):  # the backbone stays in eval mode
         super().train(mode)
